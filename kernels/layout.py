@@ -1,0 +1,142 @@
+"""State layouts of the kernels (the Python mirror of kernels/c/rtk.h).
+
+Each ``*_state`` function allocates a kernel's float64 state array (control
+thread, may allocate); each ``*_reset`` clears it in place (no allocation).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .design import IDENTITY, true_peak_fir
+
+BQ_HDR = 8
+LIM_TAPS = 16
+LIM_HDR = 16
+DELAY_HDR = 4
+
+
+# ---- biquad cascade -------------------------------------------------------
+def biquad_blob_size(nsec: int) -> int:
+    return 2 + 5 * nsec
+
+
+def biquad_state(nch: int, nsec: int, sample_rate: float) -> np.ndarray:
+    n = BQ_HDR + biquad_blob_size(nsec) + 10 * nsec + 2 * nch * nsec
+    st = np.zeros(n, dtype=np.float64)
+    st[0] = sample_rate
+    st[1] = nsec
+    biquad_reset(st)
+    return st
+
+
+def biquad_blob(st: np.ndarray) -> np.ndarray:
+    """View of the blob region the runner writes published coefficients into."""
+    nsec = int(st[1])
+    return st[BQ_HDR:BQ_HDR + biquad_blob_size(nsec)]
+
+
+def biquad_pack(gen: float, ramp_len: int, sections) -> np.ndarray:
+    """A blob: generation, ramp length in samples, then b0 b1 b2 a1 a2 per section."""
+    flat = np.asarray(sections, dtype=np.float64).reshape(-1)
+    return np.concatenate(([float(gen), float(ramp_len)], flat))
+
+
+def biquad_reset(st: np.ndarray) -> None:
+    """Coefficients jump to the published target; filter memory is cleared."""
+    nsec = int(st[1])
+    blob = biquad_blob(st)
+    cur0 = BQ_HDR + biquad_blob_size(nsec)
+    if blob[0] == 0.0:                       # nothing published yet: identity
+        blob[2:] = np.tile(IDENTITY, nsec)
+    st[cur0:cur0 + 5 * nsec] = blob[2:]
+    st[cur0 + 5 * nsec:] = 0.0               # step and z
+    st[2] = blob[0]
+    st[3] = 0.0
+
+
+def biquad_z(st: np.ndarray, nch: int) -> np.ndarray:
+    nsec = int(st[1])
+    z0 = BQ_HDR + biquad_blob_size(nsec) + 10 * nsec
+    return st[z0:z0 + 2 * nch * nsec]
+
+
+# ---- gain -------------------------------------------------------------------
+def gain_state(sample_rate: float) -> np.ndarray:
+    st = np.zeros(8, dtype=np.float64)
+    st[0] = sample_rate
+    gain_reset(st)
+    return st
+
+
+def gain_reset(st: np.ndarray) -> None:
+    st[1:] = 0.0
+    st[1] = np.nan                           # force coefficient computation
+    st[2] = np.nan
+
+
+# ---- compressor -------------------------------------------------------------
+def compressor_state(sample_rate: float) -> np.ndarray:
+    st = np.zeros(8, dtype=np.float64)
+    st[0] = sample_rate
+    compressor_reset(st)
+    return st
+
+
+def compressor_reset(st: np.ndarray) -> None:
+    st[1:] = 0.0
+    st[2] = np.nan
+    st[4] = np.nan
+
+
+# ---- limiter ----------------------------------------------------------------
+def limiter_latency(lookahead: int) -> int:
+    return lookahead + LIM_TAPS // 2 + 2
+
+
+def limiter_state(nch: int, sample_rate: float, lookahead: int) -> np.ndarray:
+    L = int(lookahead)
+    if L < 1:
+        raise ValueError(f"limiter lookahead must be at least 1 sample, got {L}")
+    D, W, B = limiter_latency(L), L + 5, L + 1
+    n = LIM_HDR + 3 * LIM_TAPS + nch * 2 * LIM_TAPS + nch * D + B + 2 * W
+    st = np.zeros(n, dtype=np.float64)
+    st[0] = sample_rate
+    st[1] = L
+    st[9] = nch
+    st[LIM_HDR:LIM_HDR + 3 * LIM_TAPS] = true_peak_fir(LIM_TAPS).reshape(-1)
+    limiter_reset(st)
+    return st
+
+
+def limiter_reset(st: np.ndarray) -> None:
+    L, nch = int(st[1]), int(st[9])
+    D, W, B = limiter_latency(L), L + 5, L + 1
+    st[2] = 0.0                  # frame counter
+    st[3] = 1.0                  # env
+    st[4] = float(B)             # box sum (box full of ones)
+    st[5] = 0.0                  # deque head
+    st[6] = 0.0                  # deque count
+    st[7] = np.nan               # last release ms
+    st[8] = 0.0
+    st[10] = 0.0
+    st[11] = 0.0
+    st[14] = 1.0                 # input gain (linear)
+    st[15] = 0.0                 # input gain (dB)
+    off = LIM_HDR + 3 * LIM_TAPS
+    st[off:off + nch * (2 * LIM_TAPS + D)] = 0.0
+    off += nch * (2 * LIM_TAPS + D)
+    st[off:off + B] = 1.0
+    st[off + B:off + B + 2 * W] = 0.0
+
+
+# ---- delay ------------------------------------------------------------------
+def delay_state(nch: int, delay: int, sample_rate: float = 0.0) -> np.ndarray:
+    d = max(int(delay), 0)
+    st = np.zeros(DELAY_HDR + nch * d, dtype=np.float64)
+    st[0] = sample_rate
+    st[1] = d
+    return st
+
+
+def delay_reset(st: np.ndarray) -> None:
+    st[2:] = 0.0

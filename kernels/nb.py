@@ -1,0 +1,372 @@
+"""The numba versions of the kernels: same algorithms, same state layouts and
+the same stage signature as kernels/c (see rtk.h), compiled as ``@cfunc`` so
+the native runner calls them by address without Python or the GIL.
+
+Each kernel is an ``@njit`` core over arrays (callable from Python in tests)
+and a thin ``@cfunc`` wrapper that views the raw pointers as arrays.
+"""
+from __future__ import annotations
+
+import math
+
+from numba import carray, cfunc, njit, types
+
+from .layout import BQ_HDR, DELAY_HDR, LIM_HDR, LIM_TAPS
+
+SIGNATURE = types.void(types.CPointer(types.float64), types.CPointer(types.float32),
+                       types.int32, types.int32, types.int32,
+                       types.CPointer(types.float32), types.int32)
+
+LN10_20 = 0.11512925464970229
+DB_PER_NEPER = 8.685889638065035
+QPI = 0.7853981633974483
+SQRT2 = 1.4142135623730951
+
+
+# ---- biquad cascade -------------------------------------------------------
+@njit(cache=True, nogil=True)
+def biquad_core(st, io, nch, stride, n):
+    nsec = int(st[1])
+    blob = BQ_HDR
+    target = blob + 2
+    cur = blob + 2 + 5 * nsec
+    step = cur + 5 * nsec
+    z = step + 5 * nsec
+    if st[blob] != st[2]:
+        st[2] = st[blob]
+        rl = math.floor(st[blob + 1])
+        if rl < 1.0:
+            for k in range(5 * nsec):
+                st[cur + k] = st[target + k]
+            st[3] = 0.0
+        else:
+            for k in range(5 * nsec):
+                st[step + k] = (st[target + k] - st[cur + k]) / rl
+            st[3] = rl
+    ramp = n if st[3] > n else int(st[3])
+    ends = ramp > 0 and ramp == int(st[3])
+    for s in range(nsec):
+        c = cur + 5 * s
+        d = step + 5 * s
+        if (st[c] == 1.0 and st[c + 1] == 0.0 and st[c + 2] == 0.0 and st[c + 3] == 0.0
+                and st[c + 4] == 0.0 and ramp == 0):
+            for ch in range(nch):
+                st[z + (ch * nsec + s) * 2] = 0.0
+                st[z + (ch * nsec + s) * 2 + 1] = 0.0
+            continue
+        for ch in range(nch):
+            zi = z + (ch * nsec + s) * 2
+            z1 = st[zi]
+            z2 = st[zi + 1]
+            base = ch * stride
+            for i in range(ramp):
+                k = float(i + 1)
+                b0 = st[c] + st[d] * k
+                b1 = st[c + 1] + st[d + 1] * k
+                b2 = st[c + 2] + st[d + 2] * k
+                a1 = st[c + 3] + st[d + 3] * k
+                a2 = st[c + 4] + st[d + 4] * k
+                x = float(io[base + i])
+                y = b0 * x + z1
+                z1 = b1 * x - a1 * y + z2
+                z2 = b2 * x - a2 * y
+                io[base + i] = y
+            if ends:
+                t = target + 5 * s
+                b0, b1, b2, a1, a2 = st[t], st[t + 1], st[t + 2], st[t + 3], st[t + 4]
+            else:
+                k = float(ramp)
+                b0 = st[c] + st[d] * k
+                b1 = st[c + 1] + st[d + 1] * k
+                b2 = st[c + 2] + st[d + 2] * k
+                a1 = st[c + 3] + st[d + 3] * k
+                a2 = st[c + 4] + st[d + 4] * k
+            for i in range(ramp, n):
+                x = float(io[base + i])
+                y = b0 * x + z1
+                z1 = b1 * x - a1 * y + z2
+                z2 = b2 * x - a2 * y
+                io[base + i] = y
+            if not (math.isfinite(z1) and math.isfinite(z2)):
+                z1 = 0.0
+                z2 = 0.0
+            st[zi] = z1
+            st[zi + 1] = z2
+    if ramp > 0:
+        if ends:
+            for k in range(5 * nsec):
+                st[cur + k] = st[target + k]
+            st[3] = 0.0
+        else:
+            for k in range(5 * nsec):
+                st[cur + k] += st[step + k] * float(ramp)
+            st[3] -= float(ramp)
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def biquad(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (BQ_HDR,))
+    nsec = int(hdr[1])
+    st = carray(stp, (BQ_HDR + 2 + 10 * nsec + 5 * nsec + 2 * nch * nsec,))
+    io = carray(iop, ((nch - 1) * stride + n,))
+    biquad_core(st, io, nch, stride, n)
+
+
+# ---- gain / pan / width -----------------------------------------------------
+@njit(cache=True, nogil=True)
+def gain_core(st, io, nch, stride, n, par, ps):
+    for i in range(n):
+        gdb = float(par[i])
+        pan = float(par[ps + i])
+        width = float(par[2 * ps + i])
+        inv = 1.0 - 2.0 * float(par[3 * ps + i])
+        if gdb != st[1]:
+            st[1] = gdb
+            st[4] = math.exp(gdb * LN10_20)
+        if pan != st[2]:
+            st[2] = pan
+            a = (pan + 1.0) * QPI
+            st[5] = SQRT2 * math.cos(a)
+            st[6] = SQRT2 * math.sin(a)
+        g = st[4] * inv
+        if nch == 2:
+            l = float(io[i])
+            r = float(io[stride + i])
+            m = 0.5 * (l + r)
+            s = 0.5 * (l - r) * width
+            io[i] = (m + s) * g * st[5]
+            io[stride + i] = (m - s) * g * st[6]
+        else:
+            for c in range(nch):
+                io[c * stride + i] = float(io[c * stride + i]) * g
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def gain(stp, iop, nch, stride, n, parp, pstride):
+    st = carray(stp, (8,))
+    io = carray(iop, ((nch - 1) * stride + n,))
+    par = carray(parp, (3 * pstride + n,))
+    gain_core(st, io, nch, stride, n, par, pstride)
+
+
+# ---- compressor ---------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _time_coef(ms, sr):
+    m = ms * 0.001 * sr
+    return 0.0 if m < 1e-3 else math.exp(-1.0 / m)
+
+
+@njit(cache=True, nogil=True)
+def compressor_core(st, io, nch, stride, n, par, ps):
+    sr = st[0]
+    env = st[1]
+    for i in range(n):
+        thr = float(par[i])
+        ratio = float(par[ps + i])
+        knee = float(par[2 * ps + i])
+        att = float(par[3 * ps + i])
+        rel = float(par[4 * ps + i])
+        makeup = float(par[5 * ps + i])
+        mix = float(par[6 * ps + i])
+        if att != st[2]:
+            st[2] = att
+            st[3] = _time_coef(att, sr)
+        if rel != st[4]:
+            st[4] = rel
+            st[5] = _time_coef(rel, sr)
+        level = 0.0
+        for c in range(nch):
+            a = abs(float(io[c * stride + i]))
+            if a > level:
+                level = a
+        xg = DB_PER_NEPER * math.log(level) if level > 1e-10 else -200.0
+        over = xg - thr
+        if ratio < 1.0:
+            ratio = 1.0
+        if 2.0 * over < -knee:
+            yg = xg
+        elif knee > 0.0 and 2.0 * abs(over) <= knee:
+            t = over + 0.5 * knee
+            yg = xg + (1.0 / ratio - 1.0) * t * t / (2.0 * knee)
+        else:
+            yg = thr + over / ratio
+        xl = xg - yg
+        a = st[3] if xl > env else st[5]
+        env = a * env + (1.0 - a) * xl
+        g = math.exp((makeup - env) * LN10_20)
+        k = 1.0 - mix + mix * g
+        for c in range(nch):
+            io[c * stride + i] = float(io[c * stride + i]) * k
+    if not math.isfinite(env):
+        env = 0.0
+    st[1] = env
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def compressor(stp, iop, nch, stride, n, parp, pstride):
+    st = carray(stp, (8,))
+    io = carray(iop, ((nch - 1) * stride + n,))
+    par = carray(parp, (6 * pstride + n,))
+    compressor_core(st, io, nch, stride, n, par, pstride)
+
+
+# ---- limiter -------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _dot(st, f, w, n):
+    acc = 0.0
+    for k in range(n):
+        acc += st[f + k] * st[w + k]
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def limiter_core(st, io, nch, stride, n, par, ps):
+    H = LIM_TAPS
+    sr = st[0]
+    L = int(st[1])
+    D = L + H // 2 + 2
+    W = L + 5
+    B = L + 1
+    fir = LIM_HDR
+    hist = fir + 3 * H
+    dly = hist + nch * 2 * H
+    box = dly + nch * D
+    dqv = box + B
+    dqi = dqv + W
+    t = st[2]
+    env = st[3]
+    box_sum = st[4]
+    head = int(st[5])
+    count = int(st[6])
+    prev = st[10]
+    prevprev = st[11]
+    gin = st[14]
+    gin_db = st[15]
+    for i in range(n):
+        ceil_lin = math.exp(float(par[i]) * LN10_20)
+        rel_ms = float(par[ps + i])
+        in_db = float(par[2 * ps + i])
+        if rel_ms != st[7]:
+            st[7] = rel_ms
+            nrel = rel_ms * 0.001 * sr
+            st[8] = 0.0 if nrel < 1e-3 else math.exp(-1.0 / nrel)
+        if in_db != gin_db:
+            gin_db = in_db
+            gin = math.exp(in_db * LN10_20)
+        tt = int(t)
+        hp = tt % H
+        dp = tt % D
+        v0 = 0.0
+        v1 = 0.0
+        v2 = 0.0
+        v3 = 0.0
+        for c in range(nch):
+            x = float(io[c * stride + i]) * gin
+            h = hist + c * 2 * H
+            st[h + hp] = x
+            st[h + hp + H] = x
+            w = h + hp + 1
+            v0 = max(v0, abs(st[w + H // 2 - 1]))
+            v1 = max(v1, abs(_dot(st, fir, w, H)))
+            v2 = max(v2, abs(_dot(st, fir + H, w, H)))
+            v3 = max(v3, abs(_dot(st, fir + 2 * H, w, H)))
+            dl = dly + c * D
+            out = st[dl + dp]
+            st[dl + dp] = x
+            io[c * stride + i] = out
+        peak = 0.0
+        for k in range(4):
+            cur = v0 if k == 0 else (v1 if k == 1 else (v2 if k == 2 else v3))
+            if cur > peak:
+                peak = cur
+            if prev >= prevprev and prev >= cur:
+                den = prevprev - 2.0 * prev + cur
+                if den < 0.0:
+                    p = 0.5 * (prevprev - cur) / den
+                    est = prev - 0.25 * (prevprev - cur) * p
+                    if est > peak:
+                        peak = est
+            prevprev = prev
+            prev = cur
+        r = ceil_lin / peak if peak > ceil_lin else 1.0
+        while count > 0:
+            back = (head + count - 1) % W
+            if st[dqv + back] >= r:
+                count -= 1
+            else:
+                break
+        slot = (head + count) % W
+        st[dqv + slot] = r
+        st[dqi + slot] = t
+        count += 1
+        while count > 0 and st[dqi + head] <= t - float(W):
+            head = (head + 1) % W
+            count -= 1
+        m = st[dqv + head]
+        rel = 1.0 - (1.0 - env) * st[8]
+        env = m if m < rel else rel
+        bp = tt % B
+        box_sum += env - st[box + bp]
+        st[box + bp] = env
+        g = box_sum / float(B)
+        if g > 1.0:
+            g = 1.0
+        for c in range(nch):
+            io[c * stride + i] = float(io[c * stride + i]) * g
+        t += 1.0
+    if (int(t) & 0xFFFF) < n:
+        s = 0.0
+        for k in range(B):
+            s += st[box + k]
+        box_sum = s
+    st[2] = t
+    st[3] = env
+    st[4] = box_sum
+    st[5] = float(head)
+    st[6] = float(count)
+    st[10] = prev
+    st[11] = prevprev
+    st[14] = gin
+    st[15] = gin_db
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def limiter(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (LIM_HDR,))
+    L = int(hdr[1])
+    size = LIM_HDR + 3 * LIM_TAPS + nch * 2 * LIM_TAPS + nch * (L + LIM_TAPS // 2 + 2) \
+        + (L + 1) + 2 * (L + 5)
+    st = carray(stp, (size,))
+    io = carray(iop, ((nch - 1) * stride + n,))
+    par = carray(parp, (2 * pstride + n,))
+    limiter_core(st, io, nch, stride, n, par, pstride)
+
+
+# ---- delay ----------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def delay_core(st, io, nch, stride, n):
+    d = int(st[1])
+    if d <= 0:
+        return
+    pos0 = int(st[2])
+    for c in range(nch):
+        r = DELAY_HDR + c * d
+        p = pos0
+        base = c * stride
+        for i in range(n):
+            out = st[r + p]
+            st[r + p] = float(io[base + i])
+            io[base + i] = out
+            p += 1
+            if p == d:
+                p = 0
+    st[2] = float((pos0 + n) % d)
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def delay(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (DELAY_HDR,))
+    d = int(hdr[1])
+    st = carray(stp, (DELAY_HDR + nch * (d if d > 0 else 0),))
+    io = carray(iop, ((nch - 1) * stride + n,))
+    delay_core(st, io, nch, stride, n)
