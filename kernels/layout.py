@@ -11,7 +11,7 @@ from .design import IDENTITY, true_peak_fir
 
 BQ_HDR = 8
 LIM_TAPS = 16
-LIM_HDR = 16
+LIM_HDR = 20
 DELAY_HDR = 4
 
 
@@ -93,17 +93,27 @@ def limiter_latency(lookahead: int) -> int:
     return lookahead + LIM_TAPS // 2 + 2
 
 
-def limiter_state(nch: int, sample_rate: float, lookahead: int) -> np.ndarray:
+def limiter_state_size(nch: int, lookahead: int, max_block: int) -> int:
+    L = int(lookahead)
+    D, W, B = limiter_latency(L), L + 5, L + 1
+    return LIM_HDR + 4 * LIM_TAPS + nch * (LIM_TAPS + max_block) + nch * D + B + 2 * W \
+        + 4 * max_block
+
+
+def limiter_state(nch: int, sample_rate: float, lookahead: int, max_block: int) -> np.ndarray:
     L = int(lookahead)
     if L < 1:
         raise ValueError(f"limiter lookahead must be at least 1 sample, got {L}")
-    D, W, B = limiter_latency(L), L + 5, L + 1
-    n = LIM_HDR + 3 * LIM_TAPS + nch * 2 * LIM_TAPS + nch * D + B + 2 * W
-    st = np.zeros(n, dtype=np.float64)
+    st = np.zeros(limiter_state_size(nch, L, max_block), dtype=np.float64)
     st[0] = sample_rate
     st[1] = L
     st[9] = nch
-    st[LIM_HDR:LIM_HDR + 3 * LIM_TAPS] = true_peak_fir(LIM_TAPS).reshape(-1)
+    st[12] = max_block
+    fir = np.zeros((LIM_TAPS, 4))
+    fir[LIM_TAPS // 2 - 1, 0] = 1.0              # phase 0: the sample itself
+    fir[:, 1:] = true_peak_fir(LIM_TAPS).T
+    st[LIM_HDR:LIM_HDR + 4 * LIM_TAPS] = fir.reshape(-1)
+    st[17] = float(np.abs(fir).sum(axis=0).max())   # bound on |interpolated| / max|x|
     limiter_reset(st)
     return st
 
@@ -120,11 +130,14 @@ def limiter_reset(st: np.ndarray) -> None:
     st[8] = 0.0
     st[10] = 0.0
     st[11] = 0.0
+    st[13] = np.nan              # last ceiling (dB)
     st[14] = 1.0                 # input gain (linear)
     st[15] = 0.0                 # input gain (dB)
-    off = LIM_HDR + 3 * LIM_TAPS
-    st[off:off + nch * (2 * LIM_TAPS + D)] = 0.0
-    off += nch * (2 * LIM_TAPS + D)
+    st[16] = 0.0                 # frames of unity gain in a row
+    mb = int(st[12])
+    off = LIM_HDR + 4 * LIM_TAPS
+    st[off:off + nch * (LIM_TAPS + mb + D)] = 0.0
+    off += nch * (LIM_TAPS + mb + D)
     st[off:off + B] = 1.0
     st[off + B:off + B + 2 * W] = 0.0
 

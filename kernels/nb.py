@@ -211,14 +211,6 @@ def compressor(stp, iop, nch, stride, n, parp, pstride):
 
 
 # ---- limiter -------------------------------------------------------------------
-@njit(cache=True, nogil=True, inline="always")
-def _dot(st, f, w, n):
-    acc = 0.0
-    for k in range(n):
-        acc += st[f + k] * st[w + k]
-    return acc
-
-
 @njit(cache=True, nogil=True)
 def limiter_core(st, io, nch, stride, n, par, ps):
     H = LIM_TAPS
@@ -227,12 +219,16 @@ def limiter_core(st, io, nch, stride, n, par, ps):
     D = L + H // 2 + 2
     W = L + 5
     B = L + 1
+    mb = int(st[12])
     fir = LIM_HDR
-    hist = fir + 3 * H
-    dly = hist + nch * 2 * H
+    hist = fir + 4 * H
+    dly = hist + nch * (H + mb)
     box = dly + nch * D
     dqv = box + B
     dqi = dqv + W
+    scr = dqi + W
+    if n > mb:
+        n = mb
     t = st[2]
     env = st[3]
     box_sum = st[4]
@@ -240,43 +236,119 @@ def limiter_core(st, io, nch, stride, n, par, ps):
     count = int(st[6])
     prev = st[10]
     prevprev = st[11]
+    t0 = int(t)
+    dp0 = t0 % D
+    bp0 = t0 % B
     gin = st[14]
     gin_db = st[15]
-    for i in range(n):
-        ceil_lin = math.exp(float(par[i]) * LN10_20)
-        rel_ms = float(par[ps + i])
-        in_db = float(par[2 * ps + i])
+    maxabs = 0.0
+    for c in range(nch):
+        X = hist + c * (H + mb)
+        dl = dly + c * D
+        base = c * stride
+        gin = st[14]
+        gin_db = st[15]
+        dp = dp0
+        for i in range(n):
+            in_db = float(par[2 * ps + i])
+            if in_db != gin_db:
+                gin_db = in_db
+                gin = math.exp(in_db * LN10_20)
+            xv = float(io[base + i]) * gin
+            st[X + H - 1 + i] = xv
+            out = st[dl + dp]
+            st[dl + dp] = xv
+            io[base + i] = out
+            dp += 1
+            if dp == D:
+                dp = 0
+        for i in range(n + H - 1):
+            a = abs(st[X + i])
+            maxabs = a if a > maxabs else maxabs
+    st[14] = gin
+    st[15] = gin_db
+
+    # quiet block: exactly unity gain (see the C kernel)
+    cmin = float(par[0]) if par[0] < par[n - 1] else float(par[n - 1])
+    ceil_min = math.exp(cmin * LN10_20)
+    bound = maxabs * st[17]
+    if prev > bound:
+        bound = prev
+    if prevprev > bound:
+        bound = prevprev
+    if (bound * 1.25 <= ceil_min and env == 1.0 and st[16] >= float(B)
+            and (count == 0 or st[dqv + head] >= 1.0)):
+        p2 = 0.0
+        p3 = 0.0
+        i = n - 1
+        for c in range(nch):
+            X = hist + c * (H + mb)
+            a2 = 0.0
+            a3 = 0.0
+            for k in range(H):
+                a2 += st[fir + 4 * k + 2] * st[X + k + i]
+            for k in range(H):
+                a3 += st[fir + 4 * k + 3] * st[X + k + i]
+            a2 = abs(a2)
+            a3 = abs(a3)
+            if a2 > p2:
+                p2 = a2
+            if a3 > p3:
+                p3 = a3
+        for c in range(nch):
+            X = hist + c * (H + mb)
+            for k in range(H - 1):
+                st[X + k] = st[X + n + k]
+        rel_ms = float(par[ps + n - 1])
         if rel_ms != st[7]:
             st[7] = rel_ms
             nrel = rel_ms * 0.001 * sr
             st[8] = 0.0 if nrel < 1e-3 else math.exp(-1.0 / nrel)
-        if in_db != gin_db:
-            gin_db = in_db
-            gin = math.exp(in_db * LN10_20)
-        tt = int(t)
-        hp = tt % H
-        dp = tt % D
-        v0 = 0.0
-        v1 = 0.0
-        v2 = 0.0
-        v3 = 0.0
-        for c in range(nch):
-            x = float(io[c * stride + i]) * gin
-            h = hist + c * 2 * H
-            st[h + hp] = x
-            st[h + hp + H] = x
-            w = h + hp + 1
-            v0 = max(v0, abs(st[w + H // 2 - 1]))
-            v1 = max(v1, abs(_dot(st, fir, w, H)))
-            v2 = max(v2, abs(_dot(st, fir + H, w, H)))
-            v3 = max(v3, abs(_dot(st, fir + 2 * H, w, H)))
-            dl = dly + c * D
-            out = st[dl + dp]
-            st[dl + dp] = x
-            io[c * stride + i] = out
+        st[13] = float(par[n - 1])
+        st[2] = t + float(n)
+        st[4] = float(B)
+        st[5] = 0.0
+        st[6] = 1.0
+        st[dqv] = 1.0
+        st[dqi] = t + float(n - 1)
+        st[10] = p3
+        st[11] = p2
+        st[16] += float(n)
+        return
+
+    for i in range(4 * n):
+        st[scr + i] = 0.0
+    for c in range(nch):
+        X = hist + c * (H + mb)
+        for i in range(n):
+            a = abs(st[X + i + H // 2 - 1])
+            if a > st[scr + 4 * i]:
+                st[scr + 4 * i] = a
+        for i in range(n):
+            for ph in range(1, 4):
+                a = 0.0
+                for k in range(H):
+                    a += st[fir + 4 * k + ph] * st[X + k + i]
+                a = abs(a)
+                if a > st[scr + 4 * i + ph]:
+                    st[scr + 4 * i + ph] = a
+        for k in range(H - 1):
+            st[X + k] = st[X + n + k]
+    bp = bp0
+    ceil_lin = math.exp(st[13] * LN10_20)
+    for i in range(n):
+        if float(par[i]) != st[13]:
+            st[13] = float(par[i])
+            ceil_lin = math.exp(st[13] * LN10_20)
+        rel_ms = float(par[ps + i])
+        if rel_ms != st[7]:
+            st[7] = rel_ms
+            nrel = rel_ms * 0.001 * sr
+            st[8] = 0.0 if nrel < 1e-3 else math.exp(-1.0 / nrel)
+        v = scr + 4 * i
         peak = 0.0
         for k in range(4):
-            cur = v0 if k == 0 else (v1 if k == 1 else (v2 if k == 2 else v3))
+            cur = st[v + k]
             if cur > peak:
                 peak = cur
             if prev >= prevprev and prev >= cur:
@@ -290,30 +362,40 @@ def limiter_core(st, io, nch, stride, n, par, ps):
             prev = cur
         r = ceil_lin / peak if peak > ceil_lin else 1.0
         while count > 0:
-            back = (head + count - 1) % W
+            back = head + count - 1
+            if back >= W:
+                back -= W
             if st[dqv + back] >= r:
                 count -= 1
             else:
                 break
-        slot = (head + count) % W
+        slot = head + count
+        if slot >= W:
+            slot -= W
         st[dqv + slot] = r
         st[dqi + slot] = t
         count += 1
         while count > 0 and st[dqi + head] <= t - float(W):
-            head = (head + 1) % W
+            head += 1
+            if head == W:
+                head = 0
             count -= 1
         m = st[dqv + head]
         rel = 1.0 - (1.0 - env) * st[8]
         env = m if m < rel else rel
-        bp = tt % B
         box_sum += env - st[box + bp]
         st[box + bp] = env
+        st[16] = st[16] + 1.0 if env == 1.0 else 0.0
+        bp += 1
+        if bp == B:
+            bp = 0
         g = box_sum / float(B)
-        if g > 1.0:
-            g = 1.0
-        for c in range(nch):
-            io[c * stride + i] = float(io[c * stride + i]) * g
+        st[scr + 4 * i] = 1.0 if g > 1.0 else g
         t += 1.0
+    for c in range(nch):
+        base = c * stride
+        for i in range(n):
+            io[base + i] = float(io[base + i]) * st[scr + 4 * i]
     if (int(t) & 0xFFFF) < n:
         s = 0.0
         for k in range(B):
@@ -326,16 +408,15 @@ def limiter_core(st, io, nch, stride, n, par, ps):
     st[6] = float(count)
     st[10] = prev
     st[11] = prevprev
-    st[14] = gin
-    st[15] = gin_db
 
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def limiter(stp, iop, nch, stride, n, parp, pstride):
     hdr = carray(stp, (LIM_HDR,))
     L = int(hdr[1])
-    size = LIM_HDR + 3 * LIM_TAPS + nch * 2 * LIM_TAPS + nch * (L + LIM_TAPS // 2 + 2) \
-        + (L + 1) + 2 * (L + 5)
+    mb = int(hdr[12])
+    size = LIM_HDR + 4 * LIM_TAPS + nch * (LIM_TAPS + mb) + nch * (L + LIM_TAPS // 2 + 2) \
+        + (L + 1) + 2 * (L + 5) + 4 * mb
     st = carray(stp, (size,))
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (2 * pstride + n,))

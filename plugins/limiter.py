@@ -24,7 +24,8 @@ class Limiter(Processor):
         return layout.limiter_latency(self.lookahead_samples(self.spec[0]))
 
     def allocate(self, sample_rate, max_block, channels):
-        return layout.limiter_state(channels, sample_rate, self.lookahead_samples(sample_rate))
+        return layout.limiter_state(channels, sample_rate, self.lookahead_samples(sample_rate),
+                                    max_block)
 
     def reset(self):
         layout.limiter_reset(self.state)

@@ -76,8 +76,8 @@ class Engine:
         self.block_size = int(block_size)
         self.channels = int(channels)
         self._lock = threading.Lock()
-        self._last_out = None
-        self._last_ptr = None
+        self._in_obj = self._out_obj = None
+        self._in_ptr = self._out_ptr = None
         processors = []
         for spec in self.chain.stages:
             proc = registry.get(spec.plugin)(impl=spec.impl)
@@ -274,30 +274,42 @@ class Engine:
                                    f"(channels first), got {shape}")
         return block
 
+    def _buffer(self, arr, what: str):
+        """Validate a float32 (channels, frames) array with contiguous rows and
+        return a pointer to it.  Control path: called once per new array."""
+        self._check_block(arr, what)
+        if arr.dtype != np.float32 or arr.strides[1] != 4 or arr.strides[0] % 4:
+            raise AudioFormatError(f"{what}: expected float32 with contiguous rows, got "
+                                   f"{arr.dtype} with strides {arr.strides}; use "
+                                   "np.ascontiguousarray(x, dtype=np.float32)")
+        if arr.flags.c_contiguous:
+            return ffi.from_buffer("float[]", arr, require_writable=False)
+        return _ptr("float *", arr)
+
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Process one (channels, frames) block and return it processed.
+        """Process one (channels, frames) float32 block and return the result.
 
         With ``out`` (float32, same shape, rows contiguous; may be ``block``
-        itself) nothing is allocated: warm calls allocate no memory.  Audio
-        thread of the caller; frames may exceed the block size (split inside).
+        itself) nothing is allocated: warm calls with the same arrays allocate
+        no memory.  Runs on the caller's thread; frames may exceed the block
+        size (the runner splits them).
         """
-        self._check_block(block, "process")
+        if block is not self._in_obj:
+            if isinstance(block, np.ndarray) and block.dtype != np.float32:
+                block = np.ascontiguousarray(block, dtype=np.float32)
+            self._in_ptr = self._buffer(block, "process")
+            self._in_obj = block
         if out is None:
-            out = np.array(block, dtype=np.float32, order="C", copy=True)
-        else:
-            self._check_block(out, "process(out=)")
-            if out.dtype != np.float32 or out.strides[1] != 4 or out.shape != block.shape:
-                raise AudioFormatError("process(out=): out must be float32 with the block's "
-                                       "shape and contiguous rows")
-            if out is not block:
-                np.copyto(out, block)
-        n = out.shape[1]
-        if n == 0:
-            return out
-        if out is not self._last_out:
-            self._last_out = out
-            self._last_ptr = _ptr("float *", out)
-        lib.rt_runner_process(self._r, self._last_ptr, out.strides[0] // 4, n)
+            out = np.empty(block.shape, dtype=np.float32)
+        if out is not self._out_obj:
+            self._out_ptr = self._buffer(out, "process(out=)")
+            self._out_obj = out
+        if out.shape != block.shape:
+            raise AudioFormatError(f"process: out has shape {out.shape}, block {block.shape}")
+        n = block.shape[1]
+        if n:
+            lib.rt_runner_process_io(self._r, self._in_ptr, block.strides[0] >> 2,
+                                     self._out_ptr, out.strides[0] >> 2, n)
         return out
 
     def render(self, signal: np.ndarray, progress: Callable[[int], None] | None = None,

@@ -11,9 +11,11 @@
  * is already fully inside the averaging window: the applied gain never
  * exceeds what any of them requires. */
 #include <math.h>
+#include <string.h>
 #include "rtk.h"
 
 #define H RTK_LIM_TAPS
+typedef double v2d __attribute__((vector_size(16)));
 #define RTK_LN10_20 0.11512925464970229
 
 void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
@@ -25,53 +27,146 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
     const int32_t W = L + 5;
     const int32_t B = L + 1;
     const int64_t ps = pstride;
-    double *fir = st + RTK_LIM_HDR;                 /* 3 * H */
-    double *hist = fir + 3 * H;                     /* nch * 2H */
-    double *dly = hist + (int64_t)nch * 2 * H;      /* nch * D */
+    const double *fir = st + RTK_LIM_HDR;           /* H taps x 4 phases, interleaved */
+    const int32_t mb = (int32_t)st[12];
+    double *hist = st + RTK_LIM_HDR + 4 * H;        /* nch * (H + mb): H-1 old, then new */
+    double *dly = hist + (int64_t)nch * (H + mb);   /* nch * D */
     double *box = dly + (int64_t)nch * D;           /* B */
     double *dqv = box + B;                          /* W */
     double *dqi = dqv + W;                          /* W */
 
+    double *scr = dqi + W;                          /* 4 * mb detections */
+    if (nframes > mb) nframes = mb;                 /* the runner never asks for more */
+
     double t = st[2], env = st[3], box_sum = st[4];
     int32_t head = (int32_t)st[5], count = (int32_t)st[6];
     double prev = st[10], prevprev = st[11];
-    double gin = st[14], gin_db = st[15];
+    const int64_t t0 = (int64_t)t;
+    /* ring positions advance by one per frame: no divisions in the loops */
+    const int32_t dp0 = (int32_t)(t0 % D), bp0 = (int32_t)(t0 % B);
 
-    for (int32_t i = 0; i < nframes; i++) {
-        double ceil_lin = exp((double)par[i] * RTK_LN10_20);
-        double rel_ms = par[ps + i];
-        double in_db = par[2 * ps + i];
+    /* pass 1, per channel: input gain, history, delay line */
+    double gin = st[14], gin_db = st[15], maxabs = 0.0;
+    for (int32_t c = 0; c < nch; c++) {
+        double *X = hist + (int64_t)c * (H + mb);
+        double *dl = dly + (int64_t)c * D;
+        float *x = io + (int64_t)c * stride;
+        gin = st[14]; gin_db = st[15];
+        int32_t dp = dp0;
+        for (int32_t i = 0; i < nframes; i++) {
+            double in_db = par[2 * ps + i];
+            if (in_db != gin_db) { gin_db = in_db; gin = exp(in_db * RTK_LN10_20); }
+            double xv = (double)x[i] * gin;
+            X[H - 1 + i] = xv;
+            double out = dl[dp];
+            dl[dp] = xv;
+            x[i] = (float)out;
+            if (++dp == D) dp = 0;
+        }
+        for (int32_t i = 0; i < nframes + H - 1; i++) {
+            double a = fabs(X[i]);
+            maxabs = a > maxabs ? a : maxabs;
+        }
+    }
+    st[14] = gin; st[15] = gin_db;
+
+    /* Quiet block: no interpolated value can reach the ceiling (|FIR| <= L1 *
+     * max|x|, and a parabola through three points lies below 1.25 times the
+     * largest), and no gain reduction is in flight.  The gain is then exactly
+     * 1 throughout, so the slow path below would produce the same samples. */
+    double cmin = par[0] < par[nframes - 1] ? par[0] : par[nframes - 1];
+    const double ceil_min = exp(cmin * RTK_LN10_20);
+    double bound = maxabs * st[17];
+    if (prev > bound) bound = prev;
+    if (prevprev > bound) bound = prevprev;
+    if (bound * 1.25 <= ceil_min && env == 1.0 && st[16] >= (double)B &&
+        (count == 0 || dqv[head] >= 1.0)) {
+        /* carry the last two oversampled points (phases 2 and 3 of the last frame) */
+        double p2 = 0.0, p3 = 0.0;
+        const int32_t i = nframes - 1;
+        for (int32_t c = 0; c < nch; c++) {
+            const double *X = hist + (int64_t)c * (H + mb);
+            double a2 = 0.0, a3 = 0.0;
+            for (int32_t k = 0; k < H; k++) a2 += fir[4 * k + 2] * X[k + i];
+            for (int32_t k = 0; k < H; k++) a3 += fir[4 * k + 3] * X[k + i];
+            a2 = fabs(a2); a3 = fabs(a3);
+            if (a2 > p2) p2 = a2;
+            if (a3 > p3) p3 = a3;
+        }
+        for (int32_t c = 0; c < nch; c++) {
+            double *X = hist + (int64_t)c * (H + mb);
+            memmove(X, X + nframes, sizeof(double) * (H - 1));
+        }
+        double rel_ms = par[ps + nframes - 1];
         if (rel_ms != st[7]) {
             st[7] = rel_ms;
             double nrel = rel_ms * 0.001 * sr;
             st[8] = nrel < 1e-3 ? 0.0 : exp(-1.0 / nrel);
         }
-        if (in_db != gin_db) { gin_db = in_db; gin = exp(in_db * RTK_LN10_20); }
-        const int64_t tt = (int64_t)t;
-        const int32_t hp = (int32_t)(tt % H);
-        /* push the input into the history and the delay line; detect */
-        double v[4] = {0.0, 0.0, 0.0, 0.0};
-        const int32_t dp = (int32_t)(tt % D);
-        for (int32_t c = 0; c < nch; c++) {
-            double x = (double)io[(int64_t)c * stride + i] * gin;
-            double *h = hist + (int64_t)c * 2 * H;
-            h[hp] = x;
-            h[hp + H] = x;
-            const double *w = h + hp + 1;           /* oldest .. newest */
-            double a0 = fabs(w[H / 2 - 1]);
-            if (a0 > v[0]) v[0] = a0;
-            for (int32_t ph = 0; ph < 3; ph++) {
-                const double *f = fir + ph * H;
-                double acc = 0.0;
-                for (int32_t k = 0; k < H; k++) acc += f[k] * w[k];
-                acc = fabs(acc);
-                if (acc > v[ph + 1]) v[ph + 1] = acc;
-            }
-            double *dl = dly + (int64_t)c * D;
-            double out = dl[dp];
-            dl[dp] = x;
-            io[(int64_t)c * stride + i] = (float)out;   /* gain applied below */
+        st[13] = par[nframes - 1];
+        st[2] = t + (double)nframes;
+        st[4] = (double)B;
+        st[5] = 0.0; st[6] = 1.0;
+        dqv[0] = 1.0; dqi[0] = t + (double)(nframes - 1);
+        st[10] = p3; st[11] = p2;
+        st[16] += (double)nframes;
+        return;
+    }
+
+    /* the 4x detection as FIR filters over the block, channel-linked */
+    for (int32_t i = 0; i < 4 * nframes; i++) scr[i] = 0.0;
+    for (int32_t c = 0; c < nch; c++) {
+        double *X = hist + (int64_t)c * (H + mb);
+        for (int32_t i = 0; i < nframes; i++) {
+            double a = fabs(X[i + H / 2 - 1]);
+            if (a > scr[4 * i]) scr[4 * i] = a;
         }
+        /* three phases x four frames of accumulators stay in registers
+         * (GCC vector extensions: SSE2 or NEON); every sum still runs over
+         * the taps in order, as in the numba kernel */
+        int32_t i = 0;
+        for (; i + 4 <= nframes; i += 4) {
+            v2d s1a = {0.0, 0.0}, s1b = s1a, s2a = s1a, s2b = s1a, s3a = s1a, s3b = s1a;
+            for (int32_t k = 0; k < H; k++) {
+                v2d xa, xb;
+                memcpy(&xa, X + k + i, sizeof xa);
+                memcpy(&xb, X + k + i + 2, sizeof xb);
+                const double *f = fir + 4 * k;
+                s1a += f[1] * xa; s1b += f[1] * xb;
+                s2a += f[2] * xa; s2b += f[2] * xb;
+                s3a += f[3] * xa; s3b += f[3] * xb;
+            }
+            const v2d sums[3][2] = {{s1a, s1b}, {s2a, s2b}, {s3a, s3b}};
+            for (int32_t ph = 0; ph < 3; ph++)
+                for (int32_t j = 0; j < 4; j++) {
+                    double a = fabs(sums[ph][j >> 1][j & 1]);
+                    double *v = scr + 4 * (i + j) + ph + 1;
+                    if (a > *v) *v = a;
+                }
+        }
+        for (; i < nframes; i++) {
+            for (int32_t ph = 1; ph < 4; ph++) {
+                double a = 0.0;
+                for (int32_t k = 0; k < H; k++) a += fir[4 * k + ph] * X[k + i];
+                a = fabs(a);
+                if (a > scr[4 * i + ph]) scr[4 * i + ph] = a;
+            }
+        }
+        memmove(X, X + nframes, sizeof(double) * (H - 1));
+    }
+
+    /* pass 2, linked: peak refinement, required gain, minimum, release, box */
+    int32_t bp = bp0;
+    double ceil_lin = exp(st[13] * RTK_LN10_20);
+    for (int32_t i = 0; i < nframes; i++) {
+        if ((double)par[i] != st[13]) { st[13] = par[i]; ceil_lin = exp(st[13] * RTK_LN10_20); }
+        double rel_ms = par[ps + i];
+        if (rel_ms != st[7]) {
+            st[7] = rel_ms;
+            double nrel = rel_ms * 0.001 * sr;
+            st[8] = nrel < 1e-3 ? 0.0 : exp(-1.0 / nrel);
+        }
+        const double *v = scr + 4 * i;
         double peak = 0.0;
         for (int32_t k = 0; k < 4; k++) {
             double cur = v[k];
@@ -90,33 +185,38 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
         double r = peak > ceil_lin ? ceil_lin / peak : 1.0;
         /* sliding minimum over W detections (monotonic deque) */
         while (count > 0) {
-            int32_t back = (head + count - 1) % W;
+            int32_t back = head + count - 1;
+            if (back >= W) back -= W;
             if (dqv[back] >= r) count--; else break;
         }
         {
-            int32_t slot = (head + count) % W;
+            int32_t slot = head + count;
+            if (slot >= W) slot -= W;
             dqv[slot] = r;
             dqi[slot] = t;
             count++;
         }
         while (count > 0 && dqi[head] <= t - (double)W) {
-            head = (head + 1) % W;
+            if (++head == W) head = 0;
             count--;
         }
         double m = dqv[head];
         double rel = 1.0 - (1.0 - env) * st[8];
         env = m < rel ? m : rel;
         /* box average over B values of env */
-        const int32_t bp = (int32_t)(tt % B);
         box_sum += env - box[bp];
         box[bp] = env;
+        st[16] = env == 1.0 ? st[16] + 1.0 : 0.0;   /* run of unity gain */
+        if (++bp == B) bp = 0;
         double g = box_sum / (double)B;
-        if (g > 1.0) g = 1.0;
-        for (int32_t c = 0; c < nch; c++) {
-            float *x = io + (int64_t)c * stride + i;
-            *x = (float)((double)*x * g);
-        }
+        scr[4 * i] = g > 1.0 ? 1.0 : g;
         t += 1.0;
+    }
+    /* pass 3: apply the gain to the delayed audio */
+    for (int32_t c = 0; c < nch; c++) {
+        float *x = io + (int64_t)c * stride;
+        for (int32_t i = 0; i < nframes; i++)
+            x[i] = (float)((double)x[i] * scr[4 * i]);
     }
     /* re-sum the box now and then so rounding cannot drift */
     if (((int64_t)t & 0xFFFF) < nframes) {
@@ -127,5 +227,4 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
     st[2] = t; st[3] = env; st[4] = box_sum;
     st[5] = (double)head; st[6] = (double)count;
     st[10] = prev; st[11] = prevprev;
-    st[14] = gin; st[15] = gin_db;
 }

@@ -64,14 +64,18 @@ void rtk_compressor(double *state, float *io, int32_t nch, int32_t stride,
  *   [0] sr, [1] L, [2] pos (frame counter mod ring sizes), [3] env,
  *   [4] box_sum, [5] dq_head, [6] dq_count, [7] last_release_ms, [8] a_rel,
  *   [9] nch_prepared, [10] prev abs (oversampled), [11] prevprev abs,
- *   [12..13] reserved, [14] input gain (linear), [15] input gain (dB)
- * then: fir taps (3 phases * RTK_LIM_TAPS), input history (nch * RTK_LIM_TAPS),
- *       audio delay (nch * D), box ring (L+1), deque values (L+2),
- *       deque indices (L+2), where D = L + RTK_LIM_TAPS/2 + 1.
+ *   [12] max_block (frames per call at most), [13] last ceiling (dB),
+ *   [14] input gain (linear), [15] input gain (dB), [16] frames of unity gain
+ *   in a row, [17] L1 norm of the interpolators (largest phase), [18..19] reserved
+ * then: fir taps (RTK_LIM_TAPS x 4 phases, interleaved; phase 0 is the identity),
+ *       input history (nch * (RTK_LIM_TAPS + max_block): TAPS-1 old, then the block),
+ *       audio delay (nch * D), box ring (L+1), deque values (L+5),
+ *       deque indices (L+5), detections (4 * max_block),
+ *       where D = L + RTK_LIM_TAPS/2 + 2; box B = L+1, deque W = L+5.
  * par: 0 ceiling_db, 1 release_ms, 2 input_gain_db
  */
 #define RTK_LIM_TAPS 16
-#define RTK_LIM_HDR 16
+#define RTK_LIM_HDR 20
 void rtk_limiter(double *state, float *io, int32_t nch, int32_t stride,
                  int32_t nframes, const float *par, int32_t pstride);
 

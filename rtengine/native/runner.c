@@ -34,11 +34,15 @@ static inline int rt_finite(float x) { return (x - x) == 0.0f; }
 
 static uint64_t rt_sanitize(float *x, int32_t n)
 {
-    uint64_t bad = 0;
+    /* branch-free so it vectorises: x - x is NaN exactly for NaN and +-Inf */
+    int32_t bad = 0;
     for (int32_t i = 0; i < n; i++) {
-        if (!rt_finite(x[i])) { x[i] = 0.0f; bad++; }
+        float y = x[i];
+        int32_t b = (y - y) != (y - y) ? 1 : 0;
+        bad += b;
+        x[i] = b ? 0.0f : y;
     }
-    return bad;
+    return (uint64_t)bad;
 }
 
 /* Fill the per-sample lanes of every parameter for n frames. */
@@ -157,6 +161,18 @@ void rt_runner_process(rt_runner *r, float *io, int32_t stride, int32_t nframes)
     r->counters.blocks++;
     r->counters.frames += (uint64_t)nframes;
     rt_fp_leave(fp);
+}
+
+void rt_runner_process_io(rt_runner *r, const float *in, int32_t in_stride,
+                          float *out, int32_t out_stride, int32_t nframes)
+{
+    if (!r || !in || !out || nframes <= 0 || in_stride < nframes || out_stride < nframes)
+        return;
+    if (in != out)
+        for (int32_t c = 0; c < r->nch; c++)
+            memmove(out + (int64_t)c * out_stride, in + (int64_t)c * in_stride,
+                    sizeof(float) * (size_t)nframes);
+    rt_runner_process(r, out, out_stride, nframes);
 }
 
 void rt_runner_settle(rt_runner *r)

@@ -60,6 +60,10 @@ typedef struct rt_runner {
  * planar audio in place: channel c at io + c * stride.  Audio thread. */
 void rt_runner_process(rt_runner *r, float *io, int32_t stride, int32_t nframes);
 
+/* Copy in (in_stride between channels) to out, then process out in place. */
+void rt_runner_process_io(rt_runner *r, const float *in, int32_t in_stride,
+                          float *out, int32_t out_stride, int32_t nframes);
+
 /* Jump every parameter to its target (no ramp).  Not concurrent with process. */
 void rt_runner_settle(rt_runner *r);
 
