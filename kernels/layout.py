@@ -10,7 +10,7 @@ import numpy as np
 from .design import IDENTITY, true_peak_fir
 
 BQ_HDR = 8
-LIM_TAPS = 16
+LIM_TAPS = 32
 LIM_HDR = 20
 DELAY_HDR = 4
 
@@ -111,7 +111,7 @@ def limiter_state(nch: int, sample_rate: float, lookahead: int, max_block: int) 
     st[12] = max_block
     fir = np.zeros((LIM_TAPS, 4))
     fir[LIM_TAPS // 2 - 1, 0] = 1.0              # phase 0: the sample itself
-    fir[:, 1:] = true_peak_fir(LIM_TAPS).T
+    fir[:, 1:] = true_peak_fir(LIM_TAPS, 4, beta=6.0).T
     st[LIM_HDR:LIM_HDR + 4 * LIM_TAPS] = fir.reshape(-1)
     st[17] = float(np.abs(fir).sum(axis=0).max())   # bound on |interpolated| / max|x|
     limiter_reset(st)

@@ -4,6 +4,10 @@ the native runner calls them by address without Python or the GIL.
 
 Each kernel is an ``@njit`` core over arrays (callable from Python in tests)
 and a thin ``@cfunc`` wrapper that views the raw pointers as arrays.
+
+Numba caches the compiled kernels keyed on this file alone: the constants
+imported from layout.py are frozen into the cache, so after changing one of
+them, touch this file (the C-versus-numba tests fail until you do).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from rtengine.processor import Processor
 class Limiter(Processor):
     name = "limiter"
     description = ("Lookahead true-peak limiter: 4x oversampled detection, ceiling in dBTP, "
-                   "latency = lookahead + 10 samples")
+                   "latency = lookahead + 18 samples")
     kernel = "limiter"
     params = (
         Param("ceiling_db", "Ceiling", -24.0, 0.0, -1.0, "dBTP"),

@@ -74,7 +74,7 @@ void rtk_compressor(double *state, float *io, int32_t nch, int32_t stride,
  *       where D = L + RTK_LIM_TAPS/2 + 2; box B = L+1, deque W = L+5.
  * par: 0 ceiling_db, 1 release_ms, 2 input_gain_db
  */
-#define RTK_LIM_TAPS 16
+#define RTK_LIM_TAPS 32
 #define RTK_LIM_HDR 20
 void rtk_limiter(double *state, float *io, int32_t nch, int32_t stride,
                  int32_t nframes, const float *par, int32_t pstride);

@@ -1,0 +1,132 @@
+"""The ``rtengine`` command line."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from . import __version__, registry
+from .chain import Chain
+from .errors import RtEngineError
+
+
+def _cmd_plugins(args) -> int:
+    for name, cls in registry.plugins().items():
+        print(f"{name}: {cls.description}")
+        impls = ", ".join(cls.impls)
+        chans = "any" if cls.channels is None else " or ".join(map(str, cls.channels))
+        print(f"  kernels: {impls}; channels: {chans}")
+        for p in cls.params:
+            print(f"  {p.describe()}")
+        print()
+    return 0
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+    bar = tqdm(total=total, unit="frames", unit_scale=True, desc=desc, file=sys.stderr,
+               dynamic_ncols=True, mininterval=0.2)
+    state = {"done": 0}
+
+    def update(done: int) -> None:
+        bar.update(done - state["done"])
+        state["done"] = done
+    return bar, update
+
+
+def _cmd_render(args) -> int:
+    from .audio import open_input, render_file
+    from .engine import Engine
+    chain = Chain.load(args.chain)
+    with open_input(args.input) as f:
+        sr, ch, frames = f.samplerate, f.channels, f.frames
+    engine = Engine(chain, sample_rate=sr, block_size=args.block_size, channels=ch)
+    print(f"chain {args.chain}: {len(engine.stages)} stages, latency {engine.latency} samples "
+          f"({1e3 * engine.latency / sr:.2f} ms), compensated", file=sys.stderr)
+    bar, update = _progress(frames, Path(args.input).name)
+    t0 = time.perf_counter()
+    try:
+        report = render_file(engine, args.input, args.output, subtype=args.subtype,
+                             progress=update)
+    finally:
+        bar.close()
+    dt = time.perf_counter() - t0
+    secs = frames / sr
+    print(f"wrote {args.output}: {frames} frames, {ch} ch, {sr} Hz; latency {report['latency']} "
+          f"samples compensated; {secs / max(dt, 1e-9):.0f}x real time", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    import numpy as np
+    import soundfile as sf
+    from .audio import true_peak_db
+    from .demo import music
+    from .engine import Engine
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sr = 48000
+    x = music(args.seconds, sr)
+    src = out_dir / "demo_in.wav"
+    dst = out_dir / "demo_out.wav"
+    sf.write(str(src), x.T, sr, subtype="FLOAT")
+    with resources.as_file(resources.files("rtengine") / "chains" / "demo.toml") as path:
+        chain = Chain.load(path)
+    engine = Engine(chain, sample_rate=sr, block_size=args.block_size, channels=2)
+    print(engine.describe())
+    bar, update = _progress(x.shape[1], "demo")
+    t0 = time.perf_counter()
+    y = engine.render(x, progress=update, chunk=args.block_size * 64)
+    dt = time.perf_counter() - t0
+    bar.close()
+    sf.write(str(dst), y.T, sr, subtype="FLOAT")
+
+    def rms_db(s):
+        return 20 * np.log10(np.sqrt(np.mean(np.square(s, dtype=np.float64))) + 1e-12)
+    print(f"input : {src}  RMS {rms_db(x):6.2f} dBFS  true peak {true_peak_db(x):6.2f} dBTP")
+    print(f"output: {dst}  RMS {rms_db(y):6.2f} dBFS  true peak {true_peak_db(y):6.2f} dBTP")
+    print(f"{args.seconds:g} s rendered in {dt * 1e3:.0f} ms ({args.seconds / dt:.0f}x real time), "
+          f"block {args.block_size}, counters {engine.counters}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rtengine", description="Real-time audio plugin host")
+    ap.add_argument("--version", action="version", version=f"rtengine {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("plugins", help="list every plugin with its parameters")
+    p.set_defaults(func=_cmd_plugins)
+    p = sub.add_parser("render", help="render an audio file offline through a chain")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--chain", required=True, help="chain file (TOML)")
+    p.add_argument("--block-size", type=int, default=512, help="frames per block (default 512)")
+    p.add_argument("--subtype", default=None,
+                   help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
+    p.set_defaults(func=_cmd_render)
+    p = sub.add_parser("demo", help="render generated music through the demo chain")
+    p.add_argument("out_dir", nargs="?", default="out", help="folder for demo_in/out.wav")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--block-size", type=int, default=128)
+    p.set_defaults(func=_cmd_demo)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "block_size", 1) is not None and getattr(args, "block_size", 1) < 1:
+        print("rtengine: error: --block-size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except RtEngineError as exc:
+        print(f"rtengine: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""`python -m latency_bench blocks --quick` runs end to end and saves complete results."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK_SIZES = ("32", "64", "128", "256", "512")
+SYSTEMS = ("rtengine", "pedalboard", "pyo")
+
+
+def test_blocks_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "latency_bench", "blocks", "--quick",
+                           "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    path = tmp_path / "blocks.json"
+    assert path.is_file()
+    assert (tmp_path / "blocks.png").is_file()
+    report = json.loads(path.read_text())
+    assert report["settings"]["quick"] is True
+    assert report["machine"]["python"]
+    assert set(report["signals"]) == {"music", "noise"}
+    for name, sig in report["signals"].items():
+        assert set(sig["results"]) == set(BLOCK_SIZES), name
+        for n in BLOCK_SIZES:
+            entry = sig["results"][n]
+            assert entry["budget_us"] > 0
+            for system in SYSTEMS:
+                res = entry["systems"][system]
+                assert "error" not in res, (name, n, system, res.get("error"))
+                for key in ("median_us", "p99_us", "max_us"):
+                    assert math.isfinite(res[key]) and res[key] > 0, (name, n, system, key)
+                assert res["median_us"] <= res["p99_us"] <= res["max_us"]
+                assert res["blocks"] > 0
+                assert res["ratio_to_pedalboard"] > 0
+            assert entry["systems"]["rtengine"]["output_check"] == "pass"
+    assert report["checks"]["rtengine_output"] == "pass"
