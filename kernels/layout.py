@@ -111,7 +111,7 @@ def limiter_state(nch: int, sample_rate: float, lookahead: int, max_block: int) 
     st[12] = max_block
     fir = np.zeros((LIM_TAPS, 4))
     fir[LIM_TAPS // 2 - 1, 0] = 1.0              # phase 0: the sample itself
-    fir[:, 1:] = true_peak_fir(LIM_TAPS, 4, beta=6.0).T
+    fir[:, 1:] = true_peak_fir(LIM_TAPS, 4, beta=4.0).T
     st[LIM_HDR:LIM_HDR + 4 * LIM_TAPS] = fir.reshape(-1)
     st[17] = float(np.abs(fir).sum(axis=0).max())   # bound on |interpolated| / max|x|
     limiter_reset(st)

@@ -282,34 +282,47 @@ class Engine:
             raise AudioFormatError(f"{what}: expected float32 with contiguous rows, got "
                                    f"{arr.dtype} with strides {arr.strides}; use "
                                    "np.ascontiguousarray(x, dtype=np.float32)")
+        if arr.shape[0] > 1 and arr.strides[0] < 4 * arr.shape[1]:
+            raise AudioFormatError(f"{what}: channel rows overlap (strides {arr.strides}); "
+                                   "pass a (channels, frames) array with separate rows")
         if arr.flags.c_contiguous:
             return ffi.from_buffer("float[]", arr, require_writable=False)
         return _ptr("float *", arr)
+
+    @staticmethod
+    def _stride(arr) -> int:
+        """Floats between channel rows (a single row may have any stride)."""
+        return arr.strides[0] >> 2 if arr.shape[0] > 1 else arr.shape[1]
 
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Process one (channels, frames) float32 block and return the result.
 
         With ``out`` (float32, same shape, rows contiguous; may be ``block``
-        itself) nothing is allocated: warm calls with the same arrays allocate
-        no memory.  Runs on the caller's thread; frames may exceed the block
-        size (the runner splits them).
+        itself) nothing is allocated: warm calls with the same two arrays create
+        no Python object and allocate no memory.  Arrays are recognised by
+        identity, so do not reshape one in place between calls.  Runs on the
+        caller's thread; frames may exceed the block size (the runner splits).
         """
-        if block is not self._in_obj:
-            if isinstance(block, np.ndarray) and block.dtype != np.float32:
-                block = np.ascontiguousarray(block, dtype=np.float32)
-            self._in_ptr = self._buffer(block, "process")
-            self._in_obj = block
+        if block is self._in_obj and out is self._out_obj:
+            lib.rt_runner_process_io(self._r, self._in_ptr, self._in_stride,
+                                     self._out_ptr, self._out_stride, self._n)
+            return out
+        return self._process_new(block, out)
+
+    def _process_new(self, block, out):
+        if isinstance(block, np.ndarray) and block.dtype != np.float32:
+            block = np.ascontiguousarray(block, dtype=np.float32)
+        in_ptr = self._buffer(block, "process")
         if out is None:
             out = np.empty(block.shape, dtype=np.float32)
-        if out is not self._out_obj:
-            self._out_ptr = self._buffer(out, "process(out=)")
-            self._out_obj = out
+        out_ptr = self._buffer(out, "process(out=)")
         if out.shape != block.shape:
             raise AudioFormatError(f"process: out has shape {out.shape}, block {block.shape}")
-        n = block.shape[1]
-        if n:
-            lib.rt_runner_process_io(self._r, self._in_ptr, block.strides[0] >> 2,
-                                     self._out_ptr, out.strides[0] >> 2, n)
+        self._in_obj, self._in_ptr, self._in_stride = block, in_ptr, self._stride(block)
+        self._out_obj, self._out_ptr, self._out_stride = out, out_ptr, self._stride(out)
+        self._n = block.shape[1]
+        lib.rt_runner_process_io(self._r, in_ptr, self._in_stride, out_ptr, self._out_stride,
+                                 self._n)
         return out
 
     def render(self, signal: np.ndarray, progress: Callable[[int], None] | None = None,
@@ -341,7 +354,8 @@ class Engine:
     def render_on_native_thread(self, signal: np.ndarray, frames_per_block: int) -> np.ndarray:
         """Like ``render`` but every block runs on a fresh native thread that holds
         no GIL and runs no Python (how the JACK backend and the bridge call the
-        runner).  For tests and diagnostics."""
+        runner).  ``last_native_seconds`` then holds that thread's processing
+        time.  For tests and diagnostics."""
         self._check_block(signal, "render_on_native_thread")
         n = signal.shape[1]
         lat = self.latency
@@ -349,6 +363,9 @@ class Engine:
         buf = np.zeros((self.channels, nblocks * frames_per_block), dtype=np.float32)
         buf[:, :n] = signal
         self.reset()
+        elapsed = ffi.new("uint64_t *")
         _check(lib.rt_runner_run_on_thread(self._r, _ptr("float *", buf), buf.shape[1],
-                                           frames_per_block, nblocks), "native render thread")
+                                           frames_per_block, nblocks, elapsed),
+               "native render thread")
+        self.last_native_seconds = elapsed[0] * 1e-9
         return np.ascontiguousarray(buf[:, lat:lat + n])

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <errno.h>
+#include <time.h>
 #include "runner.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -191,24 +192,36 @@ typedef struct rt_thread_job {
     rt_runner *r;
     float *io;
     int32_t stride, nframes, nblocks;
+    uint64_t elapsed_ns;
 } rt_thread_job;
+
+static uint64_t rt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void *rt_thread_main(void *arg)
 {
     rt_thread_job *j = (rt_thread_job *)arg;
+    uint64_t t0 = rt_now_ns();
     for (int32_t b = 0; b < j->nblocks; b++)
         rt_runner_process(j->r, j->io + (int64_t)b * j->nframes, j->stride, j->nframes);
+    j->elapsed_ns = rt_now_ns() - t0;
     return NULL;
 }
 
 int rt_runner_run_on_thread(rt_runner *r, float *io, int32_t stride,
-                            int32_t nframes, int32_t nblocks)
+                            int32_t nframes, int32_t nblocks, uint64_t *elapsed_ns)
 {
     if (!r || !io || nframes <= 0 || nblocks < 0 || (int64_t)nframes * nblocks > stride)
         return EINVAL;
-    rt_thread_job job = {r, io, stride, nframes, nblocks};
+    rt_thread_job job = {r, io, stride, nframes, nblocks, 0};
     pthread_t th;
     int err = pthread_create(&th, NULL, rt_thread_main, &job);
     if (err) return err;
-    return pthread_join(th, NULL);
+    err = pthread_join(th, NULL);
+    if (elapsed_ns) *elapsed_ns = job.elapsed_ns;
+    return err;
 }

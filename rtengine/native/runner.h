@@ -74,8 +74,9 @@ int rt_blob_publish(rt_runner *r, int32_t idx, const double *src, int32_t n);
 
 /* Test helper: run the runner nblocks times on a new native thread (no GIL,
  * no Python in that thread); the frames advance through io by nframes each
- * block.  Returns 0 or an errno. */
+ * block.  *elapsed_ns (if not NULL) receives the thread's processing time.
+ * Returns 0 or an errno. */
 int rt_runner_run_on_thread(rt_runner *r, float *io, int32_t stride,
-                            int32_t nframes, int32_t nblocks);
+                            int32_t nframes, int32_t nblocks, uint64_t *elapsed_ns);
 
 #endif
