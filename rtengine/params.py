@@ -96,8 +96,7 @@ class Param:
             return self.choices[int(round(value))]
         if self.toggle:
             return "on" if value >= 0.5 else "off"
-        text = f"{value:.4g}" if abs(value) >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
-        return f"{text} {self.unit}".rstrip()
+        return f"{value:.6g} {self.unit}".rstrip()
 
     def describe(self) -> str:
         """One line for ``rtengine plugins``."""

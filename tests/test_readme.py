@@ -1,0 +1,43 @@
+"""The README runs: its Python snippets execute, its chain files load, and its
+two commands are the ones the project and CI use."""
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import rtengine
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+@pytest.mark.parametrize("code", blocks("python"), ids=lambda c: c.splitlines()[0][:40])
+def test_python_snippets_run(code, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+
+
+@pytest.mark.parametrize("text", blocks("toml"))
+def test_chain_examples_are_valid_chains(text):
+    chain = rtengine.Chain.from_toml(text, source="README.md")
+    rtengine.Engine(chain, sample_rate=48000, block_size=64, channels=2)
+
+
+def test_the_two_commands():
+    console = "\n".join(blocks("console"))
+    assert "./run.sh demo" in console and "./run.sh test" in console
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./run.sh test" in ci
+    assert os.access(ROOT / "run.sh", os.X_OK) and os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+def test_cli_commands_in_the_readme_exist():
+    from rtengine.cli import build_parser
+    sub = build_parser()._subparsers._group_actions[0].choices
+    for cmd in re.findall(r"\.venv/bin/rtengine (\w+)", README):
+        assert cmd in sub, f"README mentions 'rtengine {cmd}', which does not exist"
