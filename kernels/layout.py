@@ -94,6 +94,8 @@ def limiter_latency(lookahead: int) -> int:
 
 
 def limiter_state_size(nch: int, lookahead: int, max_block: int) -> int:
+    """The history region holds nch * (TAPS + max_block) float32 in as many
+    doubles (half used), so the layout stays simple."""
     L = int(lookahead)
     D, W, B = limiter_latency(L), L + 5, L + 1
     return LIM_HDR + 4 * LIM_TAPS + nch * (LIM_TAPS + max_block) + nch * D + B + 2 * W \
@@ -109,11 +111,11 @@ def limiter_state(nch: int, sample_rate: float, lookahead: int, max_block: int) 
     st[1] = L
     st[9] = nch
     st[12] = max_block
-    fir = np.zeros((LIM_TAPS, 4))
-    fir[LIM_TAPS // 2 - 1, 0] = 1.0              # phase 0: the sample itself
-    fir[:, 1:] = true_peak_fir(LIM_TAPS, 4, beta=4.0).T
-    st[LIM_HDR:LIM_HDR + 4 * LIM_TAPS] = fir.reshape(-1)
-    st[17] = float(np.abs(fir).sum(axis=0).max())   # bound on |interpolated| / max|x|
+    # phases 1..3 as float32 rows of taps, stored in the (double) fir region
+    fir = true_peak_fir(LIM_TAPS, 4, beta=4.0).astype(np.float32)
+    st[LIM_HDR:LIM_HDR + 4 * LIM_TAPS].view(np.float32)[:3 * LIM_TAPS] = fir.reshape(-1)
+    # bound on |interpolated| / max|x| (float sums: a little margin for rounding)
+    st[17] = float(np.abs(fir.astype(np.float64)).sum(axis=1).max()) * (1 + 1e-5)
     limiter_reset(st)
     return st
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import carray, cfunc, njit, types
 
 from .layout import BQ_HDR, DELAY_HDR, LIM_HDR, LIM_TAPS
 
-SIGNATURE = types.void(types.CPointer(types.float64), types.CPointer(types.float32),
+SIGNATURE = types.void(types.voidptr, types.CPointer(types.float32),
                        types.int32, types.int32, types.int32,
                        types.CPointer(types.float32), types.int32)
 
@@ -109,9 +110,9 @@ def biquad_core(st, io, nch, stride, n):
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def biquad(stp, iop, nch, stride, n, parp, pstride):
-    hdr = carray(stp, (BQ_HDR,))
+    hdr = carray(stp, (BQ_HDR,), np.float64)
     nsec = int(hdr[1])
-    st = carray(stp, (BQ_HDR + 2 + 10 * nsec + 5 * nsec + 2 * nch * nsec,))
+    st = carray(stp, (BQ_HDR + 2 + 10 * nsec + 5 * nsec + 2 * nch * nsec,), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     biquad_core(st, io, nch, stride, n)
 
@@ -147,7 +148,7 @@ def gain_core(st, io, nch, stride, n, par, ps):
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def gain(stp, iop, nch, stride, n, parp, pstride):
-    st = carray(stp, (8,))
+    st = carray(stp, (8,), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (3 * pstride + n,))
     gain_core(st, io, nch, stride, n, par, pstride)
@@ -208,7 +209,7 @@ def compressor_core(st, io, nch, stride, n, par, ps):
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def compressor(stp, iop, nch, stride, n, parp, pstride):
-    st = carray(stp, (8,))
+    st = carray(stp, (8,), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (6 * pstride + n,))
     compressor_core(st, io, nch, stride, n, par, pstride)
@@ -216,7 +217,17 @@ def compressor(stp, iop, nch, stride, n, parp, pstride):
 
 # ---- limiter -------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def limiter_core(st, io, nch, stride, n, par, ps):
+def _tp_point(stf, firf, X, i, ph, H):
+    """|phase ph interpolation at frame i|: float32 sum over the taps in order."""
+    a = np.float32(0.0)
+    for k in range(H):
+        a += stf[firf + (ph - 1) * H + k] * stf[X + i + k]
+    return abs(float(a))
+
+
+@njit(cache=True, nogil=True)
+def limiter_core(st, stf, io, nch, stride, n, par, ps):
+    """``stf`` is the same state viewed as float32 (taps and history)."""
     H = LIM_TAPS
     sr = st[0]
     L = int(st[1])
@@ -224,9 +235,9 @@ def limiter_core(st, io, nch, stride, n, par, ps):
     W = L + 5
     B = L + 1
     mb = int(st[12])
-    fir = LIM_HDR
-    hist = fir + 4 * H
-    dly = hist + nch * (H + mb)
+    firf = 2 * LIM_HDR                      # float32 index of the taps
+    histf = 2 * (LIM_HDR + 4 * H)           # float32 index of the history
+    dly = LIM_HDR + 4 * H + nch * (H + mb)
     box = dly + nch * D
     dqv = box + B
     dqi = dqv + W
@@ -247,7 +258,7 @@ def limiter_core(st, io, nch, stride, n, par, ps):
     gin_db = st[15]
     maxabs = 0.0
     for c in range(nch):
-        X = hist + c * (H + mb)
+        X = histf + c * (H + mb)
         dl = dly + c * D
         base = c * stride
         gin = st[14]
@@ -259,7 +270,7 @@ def limiter_core(st, io, nch, stride, n, par, ps):
                 gin_db = in_db
                 gin = math.exp(in_db * LN10_20)
             xv = float(io[base + i]) * gin
-            st[X + H - 1 + i] = xv
+            stf[X + H - 1 + i] = xv
             out = st[dl + dp]
             st[dl + dp] = xv
             io[base + i] = out
@@ -267,7 +278,7 @@ def limiter_core(st, io, nch, stride, n, par, ps):
             if dp == D:
                 dp = 0
         for i in range(n + H - 1):
-            a = abs(st[X + i])
+            a = abs(float(stf[X + i]))
             maxabs = a if a > maxabs else maxabs
     st[14] = gin
     st[15] = gin_db
@@ -286,23 +297,17 @@ def limiter_core(st, io, nch, stride, n, par, ps):
         p3 = 0.0
         i = n - 1
         for c in range(nch):
-            X = hist + c * (H + mb)
-            a2 = 0.0
-            a3 = 0.0
-            for k in range(H):
-                a2 += st[fir + 4 * k + 2] * st[X + k + i]
-            for k in range(H):
-                a3 += st[fir + 4 * k + 3] * st[X + k + i]
-            a2 = abs(a2)
-            a3 = abs(a3)
+            X = histf + c * (H + mb)
+            a2 = _tp_point(stf, firf, X, i, 2, H)
+            a3 = _tp_point(stf, firf, X, i, 3, H)
             if a2 > p2:
                 p2 = a2
             if a3 > p3:
                 p3 = a3
         for c in range(nch):
-            X = hist + c * (H + mb)
+            X = histf + c * (H + mb)
             for k in range(H - 1):
-                st[X + k] = st[X + n + k]
+                stf[X + k] = stf[X + n + k]
         rel_ms = float(par[ps + n - 1])
         if rel_ms != st[7]:
             st[7] = rel_ms
@@ -323,21 +328,18 @@ def limiter_core(st, io, nch, stride, n, par, ps):
     for i in range(4 * n):
         st[scr + i] = 0.0
     for c in range(nch):
-        X = hist + c * (H + mb)
+        X = histf + c * (H + mb)
         for i in range(n):
-            a = abs(st[X + i + H // 2 - 1])
+            a = abs(float(stf[X + i + H // 2 - 1]))
             if a > st[scr + 4 * i]:
                 st[scr + 4 * i] = a
         for i in range(n):
             for ph in range(1, 4):
-                a = 0.0
-                for k in range(H):
-                    a += st[fir + 4 * k + ph] * st[X + k + i]
-                a = abs(a)
+                a = _tp_point(stf, firf, X, i, ph, H)
                 if a > st[scr + 4 * i + ph]:
                     st[scr + 4 * i + ph] = a
         for k in range(H - 1):
-            st[X + k] = st[X + n + k]
+            stf[X + k] = stf[X + n + k]
     bp = bp0
     ceil_lin = math.exp(st[13] * LN10_20)
     for i in range(n):
@@ -416,15 +418,16 @@ def limiter_core(st, io, nch, stride, n, par, ps):
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def limiter(stp, iop, nch, stride, n, parp, pstride):
-    hdr = carray(stp, (LIM_HDR,))
+    hdr = carray(stp, (LIM_HDR,), np.float64)
     L = int(hdr[1])
     mb = int(hdr[12])
     size = LIM_HDR + 4 * LIM_TAPS + nch * (LIM_TAPS + mb) + nch * (L + LIM_TAPS // 2 + 2) \
         + (L + 1) + 2 * (L + 5) + 4 * mb
-    st = carray(stp, (size,))
+    st = carray(stp, (size,), np.float64)
+    stf = carray(stp, (2 * size,), np.float32)
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (2 * pstride + n,))
-    limiter_core(st, io, nch, stride, n, par, pstride)
+    limiter_core(st, stf, io, nch, stride, n, par, pstride)
 
 
 # ---- delay ----------------------------------------------------------------------
@@ -450,8 +453,8 @@ def delay_core(st, io, nch, stride, n):
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def delay(stp, iop, nch, stride, n, parp, pstride):
-    hdr = carray(stp, (DELAY_HDR,))
+    hdr = carray(stp, (DELAY_HDR,), np.float64)
     d = int(hdr[1])
-    st = carray(stp, (DELAY_HDR + nch * (d if d > 0 else 0),))
+    st = carray(stp, (DELAY_HDR + nch * (d if d > 0 else 0),), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     delay_core(st, io, nch, stride, n)

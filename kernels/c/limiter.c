@@ -15,8 +15,65 @@
 #include "rtk.h"
 
 #define H RTK_LIM_TAPS
-typedef double v2d __attribute__((vector_size(16)));
 #define RTK_LN10_20 0.11512925464970229
+
+/* 16 frames x 3 phases per pass: eight float vectors of accumulators.  GCC
+ * lowers v8f to SSE2 (or NEON) pairs, and builds an AVX2 clone picked at load
+ * time; each lane sums its taps in order, in float32, without fused
+ * multiply-add, so every clone and the numba kernel give identical bits. */
+typedef float v8f __attribute__((vector_size(32)));
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define RTK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RTK_CLONES
+#endif
+
+/* |interpolated value| of phases 1..3 between X[i + H/2 - 1] and X[i + H/2],
+ * folded into det[4 i + ph] by maximum.  f: 3 rows of H taps. */
+RTK_CLONES
+static void rtk_tp_detect(const float *X, const float *f, int32_t n, double *det)
+{
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8f a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
+        for (int32_t k = 0; k < H; k++) {
+            v8f xa, xb;
+            memcpy(&xa, X + i + k, sizeof xa);
+            memcpy(&xb, X + i + k + 8, sizeof xb);
+            const float f1 = f[k], f2 = f[H + k], f3 = f[2 * H + k];
+            a1 += f1 * xa; b1 += f1 * xb;
+            a2 += f2 * xa; b2 += f2 * xb;
+            a3 += f3 * xa; b3 += f3 * xb;
+        }
+        for (int32_t j = 0; j < 8; j++) {
+            double *d = det + 4 * (i + j);
+            double v;
+            v = fabs((double)a1[j]); if (v > d[1]) d[1] = v;
+            v = fabs((double)a2[j]); if (v > d[2]) d[2] = v;
+            v = fabs((double)a3[j]); if (v > d[3]) d[3] = v;
+            d += 32;
+            v = fabs((double)b1[j]); if (v > d[1]) d[1] = v;
+            v = fabs((double)b2[j]); if (v > d[2]) d[2] = v;
+            v = fabs((double)b3[j]); if (v > d[3]) d[3] = v;
+        }
+    }
+    for (; i < n; i++) {
+        for (int32_t ph = 1; ph < 4; ph++) {
+            float a = 0.0f;
+            for (int32_t k = 0; k < H; k++) a += f[(ph - 1) * H + k] * X[i + k];
+            double v = fabs((double)a);
+            if (v > det[4 * i + ph]) det[4 * i + ph] = v;
+        }
+    }
+}
+
+/* One interpolated point (phase ph of frame i), the same sum as above. */
+static double rtk_tp_point(const float *X, const float *f, int32_t i, int32_t ph)
+{
+    float a = 0.0f;
+    for (int32_t k = 0; k < H; k++) a += f[(ph - 1) * H + k] * X[i + k];
+    return fabs((double)a);
+}
 
 void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
                  int32_t nframes, const float *par, int32_t pstride)
@@ -27,10 +84,10 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
     const int32_t W = L + 5;
     const int32_t B = L + 1;
     const int64_t ps = pstride;
-    const double *fir = st + RTK_LIM_HDR;           /* H taps x 4 phases, interleaved */
+    const float *fir = (const float *)(st + RTK_LIM_HDR);  /* 3 rows of H float taps */
     const int32_t mb = (int32_t)st[12];
-    double *hist = st + RTK_LIM_HDR + 4 * H;        /* nch * (H + mb): H-1 old, then new */
-    double *dly = hist + (int64_t)nch * (H + mb);   /* nch * D */
+    float *hist = (float *)(st + RTK_LIM_HDR + 4 * H);     /* nch * (H + mb) floats */
+    double *dly = st + RTK_LIM_HDR + 4 * H + (int64_t)nch * (H + mb);   /* nch * D */
     double *box = dly + (int64_t)nch * D;           /* B */
     double *dqv = box + B;                          /* W */
     double *dqi = dqv + W;                          /* W */
@@ -48,7 +105,7 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
     /* pass 1, per channel: input gain, history, delay line */
     double gin = st[14], gin_db = st[15], maxabs = 0.0;
     for (int32_t c = 0; c < nch; c++) {
-        double *X = hist + (int64_t)c * (H + mb);
+        float *X = hist + (int64_t)c * (H + mb);
         double *dl = dly + (int64_t)c * D;
         float *x = io + (int64_t)c * stride;
         gin = st[14]; gin_db = st[15];
@@ -57,7 +114,7 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
             double in_db = par[2 * ps + i];
             if (in_db != gin_db) { gin_db = in_db; gin = exp(in_db * RTK_LN10_20); }
             double xv = (double)x[i] * gin;
-            X[H - 1 + i] = xv;
+            X[H - 1 + i] = (float)xv;
             double out = dl[dp];
             dl[dp] = xv;
             x[i] = (float)out;
@@ -85,17 +142,14 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
         double p2 = 0.0, p3 = 0.0;
         const int32_t i = nframes - 1;
         for (int32_t c = 0; c < nch; c++) {
-            const double *X = hist + (int64_t)c * (H + mb);
-            double a2 = 0.0, a3 = 0.0;
-            for (int32_t k = 0; k < H; k++) a2 += fir[4 * k + 2] * X[k + i];
-            for (int32_t k = 0; k < H; k++) a3 += fir[4 * k + 3] * X[k + i];
-            a2 = fabs(a2); a3 = fabs(a3);
+            const float *X = hist + (int64_t)c * (H + mb);
+            double a2 = rtk_tp_point(X, fir, i, 2), a3 = rtk_tp_point(X, fir, i, 3);
             if (a2 > p2) p2 = a2;
             if (a3 > p3) p3 = a3;
         }
         for (int32_t c = 0; c < nch; c++) {
-            double *X = hist + (int64_t)c * (H + mb);
-            memmove(X, X + nframes, sizeof(double) * (H - 1));
+            float *X = hist + (int64_t)c * (H + mb);
+            memmove(X, X + nframes, sizeof(float) * (H - 1));
         }
         double rel_ms = par[ps + nframes - 1];
         if (rel_ms != st[7]) {
@@ -113,46 +167,16 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
         return;
     }
 
-    /* the 4x detection as FIR filters over the block, channel-linked */
+    /* the 4x detection, channel-linked */
     for (int32_t i = 0; i < 4 * nframes; i++) scr[i] = 0.0;
     for (int32_t c = 0; c < nch; c++) {
-        double *X = hist + (int64_t)c * (H + mb);
+        float *X = hist + (int64_t)c * (H + mb);
         for (int32_t i = 0; i < nframes; i++) {
-            double a = fabs(X[i + H / 2 - 1]);
+            double a = fabs((double)X[i + H / 2 - 1]);
             if (a > scr[4 * i]) scr[4 * i] = a;
         }
-        /* three phases x four frames of accumulators stay in registers
-         * (GCC vector extensions: SSE2 or NEON); every sum still runs over
-         * the taps in order, as in the numba kernel */
-        int32_t i = 0;
-        for (; i + 4 <= nframes; i += 4) {
-            v2d s1a = {0.0, 0.0}, s1b = s1a, s2a = s1a, s2b = s1a, s3a = s1a, s3b = s1a;
-            for (int32_t k = 0; k < H; k++) {
-                v2d xa, xb;
-                memcpy(&xa, X + k + i, sizeof xa);
-                memcpy(&xb, X + k + i + 2, sizeof xb);
-                const double *f = fir + 4 * k;
-                s1a += f[1] * xa; s1b += f[1] * xb;
-                s2a += f[2] * xa; s2b += f[2] * xb;
-                s3a += f[3] * xa; s3b += f[3] * xb;
-            }
-            const v2d sums[3][2] = {{s1a, s1b}, {s2a, s2b}, {s3a, s3b}};
-            for (int32_t ph = 0; ph < 3; ph++)
-                for (int32_t j = 0; j < 4; j++) {
-                    double a = fabs(sums[ph][j >> 1][j & 1]);
-                    double *v = scr + 4 * (i + j) + ph + 1;
-                    if (a > *v) *v = a;
-                }
-        }
-        for (; i < nframes; i++) {
-            for (int32_t ph = 1; ph < 4; ph++) {
-                double a = 0.0;
-                for (int32_t k = 0; k < H; k++) a += fir[4 * k + ph] * X[k + i];
-                a = fabs(a);
-                if (a > scr[4 * i + ph]) scr[4 * i + ph] = a;
-            }
-        }
-        memmove(X, X + nframes, sizeof(double) * (H - 1));
+        rtk_tp_detect(X, fir, nframes, scr);
+        memmove(X, X + nframes, sizeof(float) * (H - 1));
     }
 
     /* pass 2, linked: peak refinement, required gain, minimum, release, box */
