@@ -94,8 +94,8 @@ def limiter_latency(lookahead: int) -> int:
 
 
 def limiter_state_size(nch: int, lookahead: int, max_block: int) -> int:
-    """The history region holds nch * (TAPS + max_block) float32 in as many
-    doubles (half used), so the layout stays simple."""
+    """Sizes in doubles (see rtk.h); float32 regions use as many doubles as they
+    have floats (half used), so every region starts on a double."""
     L = int(lookahead)
     D, W, B = limiter_latency(L), L + 5, L + 1
     return LIM_HDR + 4 * LIM_TAPS + nch * (LIM_TAPS + max_block) + nch * D + B + 2 * W \
@@ -126,8 +126,8 @@ def limiter_reset(st: np.ndarray) -> None:
     st[2] = 0.0                  # frame counter
     st[3] = 1.0                  # env
     st[4] = float(B)             # box sum (box full of ones)
-    st[5] = 0.0                  # deque head
-    st[6] = 0.0                  # deque count
+    st[5] = 1.0                  # running prefix minimum of r
+    st[6] = 1.0                  # last window minimum
     st[7] = np.nan               # last release ms
     st[8] = 0.0
     st[10] = 0.0
@@ -140,8 +140,7 @@ def limiter_reset(st: np.ndarray) -> None:
     off = LIM_HDR + 4 * LIM_TAPS
     st[off:off + nch * (LIM_TAPS + mb + D)] = 0.0
     off += nch * (LIM_TAPS + mb + D)
-    st[off:off + B] = 1.0
-    st[off + B:off + B + 2 * W] = 0.0
+    st[off:off + B + 2 * W] = 1.0    # box, current-run r, suffix minima: no reduction
 
 
 # ---- delay ------------------------------------------------------------------

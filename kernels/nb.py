@@ -222,12 +222,14 @@ def _tp_point(stf, firf, X, i, ph, H):
     a = np.float32(0.0)
     for k in range(H):
         a += stf[firf + (ph - 1) * H + k] * stf[X + i + k]
-    return abs(float(a))
+    return abs(a)
 
 
 @njit(cache=True, nogil=True)
 def limiter_core(st, stf, io, nch, stride, n, par, ps):
-    """``stf`` is the same state viewed as float32 (taps and history)."""
+    """``stf`` is the same state viewed as float32 (taps, history, delay line,
+    detections); see kernels/c/limiter.c, which this mirrors operation for
+    operation."""
     H = LIM_TAPS
     sr = st[0]
     L = int(st[1])
@@ -235,50 +237,55 @@ def limiter_core(st, stf, io, nch, stride, n, par, ps):
     W = L + 5
     B = L + 1
     mb = int(st[12])
-    firf = 2 * LIM_HDR                      # float32 index of the taps
-    histf = 2 * (LIM_HDR + 4 * H)           # float32 index of the history
-    dly = LIM_HDR + 4 * H + nch * (H + mb)
-    box = dly + nch * D
-    dqv = box + B
-    dqi = dqv + W
-    scr = dqi + W
+    firf = 2 * LIM_HDR
+    histf = 2 * (LIM_HDR + 4 * H)
+    dlyd = LIM_HDR + 4 * H + nch * (H + mb)
+    dlyf = 2 * dlyd
+    box = dlyd + nch * D
+    mcur = box + B
+    msuf = mcur + W
+    detf = 2 * (msuf + W)
+    gain = msuf + W + 2 * mb
     if n > mb:
         n = mb
     t = st[2]
     env = st[3]
     box_sum = st[4]
-    head = int(st[5])
-    count = int(st[6])
+    pref = st[5]
+    mlast = st[6]
     prev = st[10]
     prevprev = st[11]
     t0 = int(t)
     dp0 = t0 % D
     bp0 = t0 % B
+    wp0 = t0 % W
+
+    # pass 1: input gain into the history, delay line
     gin = st[14]
     gin_db = st[15]
-    maxabs = 0.0
+    maxabs = np.float32(0.0)
     for c in range(nch):
         X = histf + c * (H + mb)
-        dl = dly + c * D
         base = c * stride
         gin = st[14]
         gin_db = st[15]
-        dp = dp0
         for i in range(n):
             in_db = float(par[2 * ps + i])
             if in_db != gin_db:
                 gin_db = in_db
                 gin = math.exp(in_db * LN10_20)
-            xv = float(io[base + i]) * gin
-            stf[X + H - 1 + i] = xv
-            out = st[dl + dp]
-            st[dl + dp] = xv
+            stf[X + H - 1 + i] = float(io[base + i]) * gin
+        dl = dlyf + c * D
+        dp = dp0
+        for i in range(n):
+            out = stf[dl + dp]
+            stf[dl + dp] = stf[X + H - 1 + i]
             io[base + i] = out
             dp += 1
             if dp == D:
                 dp = 0
-        for i in range(n + H - 1):
-            a = abs(float(stf[X + i]))
+        for k in range(n + H - 1):
+            a = abs(stf[X + k])
             maxabs = a if a > maxabs else maxabs
     st[14] = gin
     st[15] = gin_db
@@ -286,20 +293,19 @@ def limiter_core(st, stf, io, nch, stride, n, par, ps):
     # quiet block: exactly unity gain (see the C kernel)
     cmin = float(par[0]) if par[0] < par[n - 1] else float(par[n - 1])
     ceil_min = math.exp(cmin * LN10_20)
-    bound = maxabs * st[17]
+    bound = float(maxabs) * st[17]
     if prev > bound:
         bound = prev
     if prevprev > bound:
         bound = prevprev
-    if (bound * 1.25 <= ceil_min and env == 1.0 and st[16] >= float(B)
-            and (count == 0 or st[dqv + head] >= 1.0)):
+    if bound * 1.25 <= ceil_min and env == 1.0 and st[16] >= float(B) and mlast >= 1.0:
         p2 = 0.0
         p3 = 0.0
         i = n - 1
         for c in range(nch):
             X = histf + c * (H + mb)
-            a2 = _tp_point(stf, firf, X, i, 2, H)
-            a3 = _tp_point(stf, firf, X, i, 3, H)
+            a2 = float(_tp_point(stf, firf, X, i, 2, H))
+            a3 = float(_tp_point(stf, firf, X, i, 3, H))
             if a2 > p2:
                 p2 = a2
             if a3 > p3:
@@ -316,32 +322,41 @@ def limiter_core(st, stf, io, nch, stride, n, par, ps):
         st[13] = float(par[n - 1])
         st[2] = t + float(n)
         st[4] = float(B)
-        st[5] = 0.0
+        for k in range(W):
+            st[mcur + k] = 1.0
+            st[msuf + k] = 1.0
+        st[5] = 1.0
         st[6] = 1.0
-        st[dqv] = 1.0
-        st[dqi] = t + float(n - 1)
         st[10] = p3
         st[11] = p2
         st[16] += float(n)
         return
 
-    for i in range(4 * n):
-        st[scr + i] = 0.0
+    # the 4x detection, channel-linked, into float rows
+    for k in range(4 * mb):
+        if k % mb < n:
+            stf[detf + k] = 0.0
     for c in range(nch):
         X = histf + c * (H + mb)
         for i in range(n):
-            a = abs(float(stf[X + i + H // 2 - 1]))
-            if a > st[scr + 4 * i]:
-                st[scr + 4 * i] = a
+            a = abs(stf[X + i + H // 2 - 1])
+            if a > stf[detf + i]:
+                stf[detf + i] = a
         for i in range(n):
             for ph in range(1, 4):
                 a = _tp_point(stf, firf, X, i, ph, H)
-                if a > st[scr + 4 * i + ph]:
-                    st[scr + 4 * i + ph] = a
+                if a > stf[detf + ph * mb + i]:
+                    stf[detf + ph * mb + i] = a
         for k in range(H - 1):
             stf[X + k] = stf[X + n + k]
+
+    # pass 2, linked
     bp = bp0
+    wp = wp0
+    inv_b = 1.0 / float(B)
     ceil_lin = math.exp(st[13] * LN10_20)
+    run1 = st[16]
+    a_rel = st[8]
     for i in range(n):
         if float(par[i]) != st[13]:
             st[13] = float(par[i])
@@ -350,58 +365,55 @@ def limiter_core(st, stf, io, nch, stride, n, par, ps):
         if rel_ms != st[7]:
             st[7] = rel_ms
             nrel = rel_ms * 0.001 * sr
-            st[8] = 0.0 if nrel < 1e-3 else math.exp(-1.0 / nrel)
-        v = scr + 4 * i
+            a_rel = 0.0 if nrel < 1e-3 else math.exp(-1.0 / nrel)
+            st[8] = a_rel
         peak = 0.0
+        refine_above = 0.8 * ceil_lin
         for k in range(4):
-            cur = st[v + k]
-            if cur > peak:
-                peak = cur
-            if prev >= prevprev and prev >= cur:
+            cur = float(stf[detf + k * mb + i])
+            peak = cur if cur > peak else peak
+            if prev > refine_above and prev >= prevprev and prev >= cur:
                 den = prevprev - 2.0 * prev + cur
                 if den < 0.0:
-                    p = 0.5 * (prevprev - cur) / den
-                    est = prev - 0.25 * (prevprev - cur) * p
-                    if est > peak:
-                        peak = est
+                    q = prevprev - cur
+                    est = prev - 0.125 * q * q / den
+                    peak = est if est > peak else peak
             prevprev = prev
             prev = cur
         r = ceil_lin / peak if peak > ceil_lin else 1.0
-        while count > 0:
-            back = head + count - 1
-            if back >= W:
-                back -= W
-            if st[dqv + back] >= r:
-                count -= 1
-            else:
-                break
-        slot = head + count
-        if slot >= W:
-            slot -= W
-        st[dqv + slot] = r
-        st[dqi + slot] = t
-        count += 1
-        while count > 0 and st[dqi + head] <= t - float(W):
-            head += 1
-            if head == W:
-                head = 0
-            count -= 1
-        m = st[dqv + head]
-        rel = 1.0 - (1.0 - env) * st[8]
+        st[mcur + wp] = r
+        if wp == 0:
+            pref = r
+        elif r < pref:
+            pref = r
+        m = pref
+        if wp == W - 1:
+            sfx = 1.0
+            for k in range(W - 1, -1, -1):
+                if st[mcur + k] < sfx:
+                    sfx = st[mcur + k]
+                st[msuf + k] = sfx
+            wp = 0
+        else:
+            if st[msuf + wp + 1] < m:
+                m = st[msuf + wp + 1]
+            wp += 1
+        mlast = m
+        rel = 1.0 - (1.0 - env) * a_rel
         env = m if m < rel else rel
         box_sum += env - st[box + bp]
         st[box + bp] = env
-        st[16] = st[16] + 1.0 if env == 1.0 else 0.0
+        run1 = run1 + 1.0 if env == 1.0 else 0.0
         bp += 1
         if bp == B:
             bp = 0
-        g = box_sum / float(B)
-        st[scr + 4 * i] = 1.0 if g > 1.0 else g
+        g = box_sum * inv_b
+        st[gain + i] = 1.0 if g > 1.0 else g
         t += 1.0
     for c in range(nch):
         base = c * stride
         for i in range(n):
-            io[base + i] = float(io[base + i]) * st[scr + 4 * i]
+            io[base + i] = float(io[base + i]) * st[gain + i]
     if (int(t) & 0xFFFF) < n:
         s = 0.0
         for k in range(B):
@@ -410,10 +422,11 @@ def limiter_core(st, stf, io, nch, stride, n, par, ps):
     st[2] = t
     st[3] = env
     st[4] = box_sum
-    st[5] = float(head)
-    st[6] = float(count)
+    st[5] = pref
+    st[6] = mlast
     st[10] = prev
     st[11] = prevprev
+    st[16] = run1
 
 
 @cfunc(SIGNATURE, cache=True, nopython=True)

@@ -29,40 +29,41 @@ typedef float v8f __attribute__((vector_size(32)));
 #endif
 
 /* |interpolated value| of phases 1..3 between X[i + H/2 - 1] and X[i + H/2],
- * folded into det[4 i + ph] by maximum.  f: 3 rows of H taps. */
+ * folded by maximum into the detection rows det[ph * mb + i] (float32).
+ * f: 3 rows of H taps. */
 RTK_CLONES
-static void rtk_tp_detect(const float *X, const float *f, int32_t n, double *det)
+static void rtk_tp_detect(const float *X, const float *f, int32_t n, float *det, int32_t mb)
 {
     int32_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        v8f a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
+        v8f acc[6] = {{0}};
         for (int32_t k = 0; k < H; k++) {
             v8f xa, xb;
             memcpy(&xa, X + i + k, sizeof xa);
             memcpy(&xb, X + i + k + 8, sizeof xb);
             const float f1 = f[k], f2 = f[H + k], f3 = f[2 * H + k];
-            a1 += f1 * xa; b1 += f1 * xb;
-            a2 += f2 * xa; b2 += f2 * xb;
-            a3 += f3 * xa; b3 += f3 * xb;
+            acc[0] += f1 * xa; acc[1] += f1 * xb;
+            acc[2] += f2 * xa; acc[3] += f2 * xb;
+            acc[4] += f3 * xa; acc[5] += f3 * xb;
         }
-        for (int32_t j = 0; j < 8; j++) {
-            double *d = det + 4 * (i + j);
-            double v;
-            v = fabs((double)a1[j]); if (v > d[1]) d[1] = v;
-            v = fabs((double)a2[j]); if (v > d[2]) d[2] = v;
-            v = fabs((double)a3[j]); if (v > d[3]) d[3] = v;
-            d += 32;
-            v = fabs((double)b1[j]); if (v > d[1]) d[1] = v;
-            v = fabs((double)b2[j]); if (v > d[2]) d[2] = v;
-            v = fabs((double)b3[j]); if (v > d[3]) d[3] = v;
+        float tmp[6][8];
+        memcpy(tmp, acc, sizeof tmp);
+        for (int32_t ph = 0; ph < 3; ph++) {
+            float *d = det + (int64_t)(ph + 1) * mb + i;
+            const float *t = tmp[2 * ph];            /* 16 consecutive frames */
+            for (int32_t j = 0; j < 16; j++) {
+                float a = fabsf(t[j]);
+                d[j] = a > d[j] ? a : d[j];
+            }
         }
     }
     for (; i < n; i++) {
         for (int32_t ph = 1; ph < 4; ph++) {
             float a = 0.0f;
             for (int32_t k = 0; k < H; k++) a += f[(ph - 1) * H + k] * X[i + k];
-            double v = fabs((double)a);
-            if (v > det[4 * i + ph]) det[4 * i + ph] = v;
+            a = fabsf(a);
+            float *d = det + (int64_t)ph * mb + i;
+            *d = a > *d ? a : *d;
         }
     }
 }
@@ -87,41 +88,57 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
     const float *fir = (const float *)(st + RTK_LIM_HDR);  /* 3 rows of H float taps */
     const int32_t mb = (int32_t)st[12];
     float *hist = (float *)(st + RTK_LIM_HDR + 4 * H);     /* nch * (H + mb) floats */
-    double *dly = st + RTK_LIM_HDR + 4 * H + (int64_t)nch * (H + mb);   /* nch * D */
-    double *box = dly + (int64_t)nch * D;           /* B */
-    double *dqv = box + B;                          /* W */
-    double *dqi = dqv + W;                          /* W */
-
-    double *scr = dqi + W;                          /* 4 * mb detections */
+    double *dlyd = st + RTK_LIM_HDR + 4 * H + (int64_t)nch * (H + mb);  /* nch * D */
+    float *dly = (float *)dlyd;                     /* used as nch * D floats */
+    double *box = dlyd + (int64_t)nch * D;          /* B */
+    double *mcur = box + B;                         /* W: r of the current W-run */
+    double *msuf = mcur + W;                        /* W: suffix minima of the last run */
+    float *det = (float *)(msuf + W);               /* 4 rows of mb detections (float) */
+    double *gain = msuf + W + 2 * (int64_t)mb;      /* mb gains */
     if (nframes > mb) nframes = mb;                 /* the runner never asks for more */
 
     double t = st[2], env = st[3], box_sum = st[4];
-    int32_t head = (int32_t)st[5], count = (int32_t)st[6];
+    double pref = st[5], mlast = st[6];             /* running prefix minimum, last m */
     double prev = st[10], prevprev = st[11];
     const int64_t t0 = (int64_t)t;
     /* ring positions advance by one per frame: no divisions in the loops */
-    const int32_t dp0 = (int32_t)(t0 % D), bp0 = (int32_t)(t0 % B);
+    const int32_t dp0 = (int32_t)(t0 % D), bp0 = (int32_t)(t0 % B), wp0 = (int32_t)(t0 % W);
 
-    /* pass 1, per channel: input gain, history, delay line */
-    double gin = st[14], gin_db = st[15], maxabs = 0.0;
+    /* pass 1, per channel: input gain into the detector history, and the
+     * delay line (which holds the same float values) */
+    double gin = st[14], gin_db = st[15];
+    float maxabs = 0.0f;
+    const float *p_in = par + 2 * ps;
+    const int gin_steady = p_in[0] == p_in[nframes - 1] && (double)p_in[0] == gin_db;
     for (int32_t c = 0; c < nch; c++) {
         float *X = hist + (int64_t)c * (H + mb);
-        double *dl = dly + (int64_t)c * D;
         float *x = io + (int64_t)c * stride;
-        gin = st[14]; gin_db = st[15];
-        int32_t dp = dp0;
-        for (int32_t i = 0; i < nframes; i++) {
-            double in_db = par[2 * ps + i];
-            if (in_db != gin_db) { gin_db = in_db; gin = exp(in_db * RTK_LN10_20); }
-            double xv = (double)x[i] * gin;
-            X[H - 1 + i] = (float)xv;
-            double out = dl[dp];
-            dl[dp] = xv;
-            x[i] = (float)out;
-            if (++dp == D) dp = 0;
+        if (gin_steady) {           /* a ramp is monotone: equal ends = constant */
+            for (int32_t i = 0; i < nframes; i++) X[H - 1 + i] = (float)((double)x[i] * gin);
+        } else {
+            gin = st[14]; gin_db = st[15];
+            for (int32_t i = 0; i < nframes; i++) {
+                double in_db = p_in[i];
+                if (in_db != gin_db) { gin_db = in_db; gin = exp(in_db * RTK_LN10_20); }
+                X[H - 1 + i] = (float)((double)x[i] * gin);
+            }
         }
-        for (int32_t i = 0; i < nframes + H - 1; i++) {
-            double a = fabs(X[i]);
+        /* delay by D: two contiguous runs around the ring's end */
+        float *dl = dly + (int64_t)c * D;
+        int32_t i = 0, dp = dp0;
+        while (i < nframes) {
+            int32_t run = D - dp < nframes - i ? D - dp : nframes - i;
+            for (int32_t k = 0; k < run; k++) {
+                float out = dl[dp + k];
+                dl[dp + k] = X[H - 1 + i + k];
+                x[i + k] = out;
+            }
+            i += run;
+            dp += run;
+            if (dp == D) dp = 0;
+        }
+        for (int32_t k = 0; k < nframes + H - 1; k++) {
+            float a = fabsf(X[k]);
             maxabs = a > maxabs ? a : maxabs;
         }
     }
@@ -133,11 +150,11 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
      * 1 throughout, so the slow path below would produce the same samples. */
     double cmin = par[0] < par[nframes - 1] ? par[0] : par[nframes - 1];
     const double ceil_min = exp(cmin * RTK_LN10_20);
-    double bound = maxabs * st[17];
+    double bound = (double)maxabs * st[17];
     if (prev > bound) bound = prev;
     if (prevprev > bound) bound = prevprev;
     if (bound * 1.25 <= ceil_min && env == 1.0 && st[16] >= (double)B &&
-        (count == 0 || dqv[head] >= 1.0)) {
+        mlast >= 1.0) {
         /* carry the last two oversampled points (phases 2 and 3 of the last frame) */
         double p2 = 0.0, p3 = 0.0;
         const int32_t i = nframes - 1;
@@ -160,87 +177,99 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
         st[13] = par[nframes - 1];
         st[2] = t + (double)nframes;
         st[4] = (double)B;
-        st[5] = 0.0; st[6] = 1.0;
-        dqv[0] = 1.0; dqi[0] = t + (double)(nframes - 1);
+        /* every r in the window was 1 and stays 1: so are all minima */
+        for (int32_t k = 0; k < W; k++) { mcur[k] = 1.0; msuf[k] = 1.0; }
+        st[5] = 1.0; st[6] = 1.0;
         st[10] = p3; st[11] = p2;
         st[16] += (double)nframes;
         return;
     }
 
     /* the 4x detection, channel-linked */
-    for (int32_t i = 0; i < 4 * nframes; i++) scr[i] = 0.0;
+    for (int32_t ph = 0; ph < 4; ph++)
+        for (int32_t i = 0; i < nframes; i++) det[(int64_t)ph * mb + i] = 0.0f;
     for (int32_t c = 0; c < nch; c++) {
         float *X = hist + (int64_t)c * (H + mb);
         for (int32_t i = 0; i < nframes; i++) {
-            double a = fabs((double)X[i + H / 2 - 1]);
-            if (a > scr[4 * i]) scr[4 * i] = a;
+            float a = fabsf(X[i + H / 2 - 1]);
+            det[i] = a > det[i] ? a : det[i];
         }
-        rtk_tp_detect(X, fir, nframes, scr);
+        rtk_tp_detect(X, fir, nframes, det, mb);
         memmove(X, X + nframes, sizeof(float) * (H - 1));
     }
 
     /* pass 2, linked: peak refinement, required gain, minimum, release, box */
-    int32_t bp = bp0;
+    int32_t bp = bp0, wp = wp0;
+    const double inv_b = 1.0 / (double)B;
     double ceil_lin = exp(st[13] * RTK_LN10_20);
+    double run1 = st[16], a_rel = st[8];
+    const int steady = par[0] == par[nframes - 1] && (double)par[0] == st[13] &&
+                       par[ps] == par[ps + nframes - 1] && (double)par[ps] == st[7];
     for (int32_t i = 0; i < nframes; i++) {
-        if ((double)par[i] != st[13]) { st[13] = par[i]; ceil_lin = exp(st[13] * RTK_LN10_20); }
-        double rel_ms = par[ps + i];
-        if (rel_ms != st[7]) {
-            st[7] = rel_ms;
-            double nrel = rel_ms * 0.001 * sr;
-            st[8] = nrel < 1e-3 ? 0.0 : exp(-1.0 / nrel);
+        if (!steady) {
+            if ((double)par[i] != st[13]) { st[13] = par[i]; ceil_lin = exp(st[13] * RTK_LN10_20); }
+            double rel_ms = par[ps + i];
+            if (rel_ms != st[7]) {
+                st[7] = rel_ms;
+                double nrel = rel_ms * 0.001 * sr;
+                st[8] = a_rel = nrel < 1e-3 ? 0.0 : exp(-1.0 / nrel);
+            }
         }
-        const double *v = scr + 4 * i;
+        /* peak of the four oversampled points, each local maximum refined by
+         * the parabola through it and its neighbours.  The vertex is at most
+         * 1.25 times the maximum point, so below 0.8 * ceiling it cannot
+         * change r and is not computed. */
         double peak = 0.0;
+        const double refine_above = 0.8 * ceil_lin;
         for (int32_t k = 0; k < 4; k++) {
-            double cur = v[k];
-            if (cur > peak) peak = cur;
-            if (prev >= prevprev && prev >= cur) {
+            double cur = det[(int64_t)k * mb + i];
+            peak = cur > peak ? cur : peak;
+            if (prev > refine_above && prev >= prevprev && prev >= cur) {
                 double den = prevprev - 2.0 * prev + cur;
                 if (den < 0.0) {
-                    double p = 0.5 * (prevprev - cur) / den;
-                    double est = prev - 0.25 * (prevprev - cur) * p;
-                    if (est > peak) peak = est;
+                    double q = prevprev - cur;
+                    double est = prev - 0.125 * q * q / den;
+                    peak = est > peak ? est : peak;
                 }
             }
             prevprev = prev;
             prev = cur;
         }
+        /* required gain: ceiling / peak, or exactly 1 below the ceiling */
         double r = peak > ceil_lin ? ceil_lin / peak : 1.0;
-        /* sliding minimum over W detections (monotonic deque) */
-        while (count > 0) {
-            int32_t back = head + count - 1;
-            if (back >= W) back -= W;
-            if (dqv[back] >= r) count--; else break;
+        /* sliding minimum over W detections (van Herk / Gil-Werman): the
+         * window is a suffix of the previous W-run plus a prefix of this one */
+        mcur[wp] = r;
+        pref = wp == 0 ? r : (r < pref ? r : pref);
+        double m = pref;
+        if (wp == W - 1) {
+            double sfx = 1.0;
+            for (int32_t k = W - 1; k >= 0; k--) {
+                sfx = mcur[k] < sfx ? mcur[k] : sfx;
+                msuf[k] = sfx;
+            }
+            wp = 0;
+        } else {
+            m = msuf[wp + 1] < m ? msuf[wp + 1] : m;
+            wp++;
         }
-        {
-            int32_t slot = head + count;
-            if (slot >= W) slot -= W;
-            dqv[slot] = r;
-            dqi[slot] = t;
-            count++;
-        }
-        while (count > 0 && dqi[head] <= t - (double)W) {
-            if (++head == W) head = 0;
-            count--;
-        }
-        double m = dqv[head];
-        double rel = 1.0 - (1.0 - env) * st[8];
+        mlast = m;
+        double rel = 1.0 - (1.0 - env) * a_rel;
         env = m < rel ? m : rel;
         /* box average over B values of env */
         box_sum += env - box[bp];
         box[bp] = env;
-        st[16] = env == 1.0 ? st[16] + 1.0 : 0.0;   /* run of unity gain */
+        run1 = env == 1.0 ? run1 + 1.0 : 0.0;       /* run of unity gain */
         if (++bp == B) bp = 0;
-        double g = box_sum / (double)B;
-        scr[4 * i] = g > 1.0 ? 1.0 : g;
+        double g = box_sum * inv_b;
+        gain[i] = g > 1.0 ? 1.0 : g;
         t += 1.0;
     }
     /* pass 3: apply the gain to the delayed audio */
     for (int32_t c = 0; c < nch; c++) {
         float *x = io + (int64_t)c * stride;
         for (int32_t i = 0; i < nframes; i++)
-            x[i] = (float)((double)x[i] * scr[4 * i]);
+            x[i] = (float)((double)x[i] * gain[i]);
     }
     /* re-sum the box now and then so rounding cannot drift */
     if (((int64_t)t & 0xFFFF) < nframes) {
@@ -249,6 +278,7 @@ void rtk_limiter(double *st, float *io, int32_t nch, int32_t stride,
         box_sum = s;
     }
     st[2] = t; st[3] = env; st[4] = box_sum;
-    st[5] = (double)head; st[6] = (double)count;
+    st[5] = pref; st[6] = mlast;
     st[10] = prev; st[11] = prevprev;
+    st[16] = run1;
 }

@@ -55,23 +55,26 @@ void rtk_compressor(double *state, float *io, int32_t nch, int32_t stride,
                     int32_t nframes, const float *par, int32_t pstride);
 
 /* ---- lookahead true-peak limiter ----------------------------------------
- * Detection: 4x polyphase interpolation (phase 0 is the sample itself) of the
- * channel-linked signal, refined by a parabola through each local maximum.
- * Gain: sliding minimum over L+2 segments, exponential release, then a box
- * average over L+1 samples, so the gain has fully reached the required value
- * when the peak leaves the delay line.  Latency = L + RTK_LIM_TAPS/2.
+ * Detection: 4x polyphase interpolation (phase 0 is the sample itself; float32
+ * sums) of each channel, linked by maximum, each local maximum refined by a
+ * parabola.  Gain: sliding minimum over W = L+5 detections, exponential
+ * release, then a box average over B = L+1 samples, so the gain has fully
+ * reached the required value when the peak leaves the delay line.
+ * Latency D = L + RTK_LIM_TAPS/2 + 2.
  * state header:
- *   [0] sr, [1] L, [2] pos (frame counter mod ring sizes), [3] env,
- *   [4] box_sum, [5] dq_head, [6] dq_count, [7] last_release_ms, [8] a_rel,
- *   [9] nch_prepared, [10] prev abs (oversampled), [11] prevprev abs,
- *   [12] max_block (frames per call at most), [13] last ceiling (dB),
- *   [14] input gain (linear), [15] input gain (dB), [16] frames of unity gain
- *   in a row, [17] L1 norm of the interpolators (largest phase), [18..19] reserved
- * then: fir taps (RTK_LIM_TAPS x 4 phases, interleaved; phase 0 is the identity),
- *       input history (nch * (RTK_LIM_TAPS + max_block): TAPS-1 old, then the block),
- *       audio delay (nch * D), box ring (L+1), deque values (L+5),
- *       deque indices (L+5), detections (4 * max_block),
- *       where D = L + RTK_LIM_TAPS/2 + 2; box B = L+1, deque W = L+5.
+ *   [0] sr, [1] L, [2] frame counter, [3] env, [4] box_sum,
+ *   [5] running prefix minimum, [6] last window minimum, [7] last release_ms,
+ *   [8] release coefficient, [9] nch, [10] prev abs (oversampled),
+ *   [11] prevprev abs, [12] max_block (frames per call at most),
+ *   [13] last ceiling (dB), [14] input gain (linear), [15] input gain (dB),
+ *   [16] frames of unity gain in a row, [17] bound on |interpolated| / max|x|,
+ *   [18..19] reserved
+ * then: taps (4 * TAPS doubles holding 3 rows of TAPS float32),
+ *       history (nch * (TAPS + max_block) doubles holding as many float32:
+ *       TAPS-1 old frames, then the block), delay line (nch * D doubles holding
+ *       nch * D float32), box ring (B), current-run r (W), suffix minima (W),
+ *       scratch (4 * max_block doubles: 4 rows of max_block float32
+ *       detections, then max_block gains).
  * par: 0 ceiling_db, 1 release_ms, 2 input_gain_db
  */
 #define RTK_LIM_TAPS 32
