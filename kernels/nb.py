@@ -120,6 +120,27 @@ def biquad(stp, iop, nch, stride, n, parp, pstride):
 # ---- gain / pan / width -----------------------------------------------------
 @njit(cache=True, nogil=True)
 def gain_core(st, io, nch, stride, n, par, ps):
+    e = n - 1
+    if (par[0] == par[e] and par[ps] == par[ps + e] and par[2 * ps] == par[2 * ps + e]
+            and par[3 * ps] == par[3 * ps + e] and float(par[0]) == st[1]
+            and float(par[ps]) == st[2]):
+        g = st[4] * (1.0 - 2.0 * float(par[3 * ps]))
+        width = float(par[2 * ps])
+        gl = st[5]
+        gr = st[6]
+        if nch == 2:
+            for i in range(n):
+                l = float(io[i])
+                r = float(io[stride + i])
+                m = 0.5 * (l + r)
+                s = 0.5 * (l - r) * width
+                io[i] = (m + s) * g * gl
+                io[stride + i] = (m - s) * g * gr
+        else:
+            for c in range(nch):
+                for i in range(n):
+                    io[c * stride + i] = float(io[c * stride + i]) * g
+        return
     for i in range(n):
         gdb = float(par[i])
         pan = float(par[ps + i])
@@ -162,40 +183,58 @@ def _time_coef(ms, sr):
 
 
 @njit(cache=True, nogil=True)
+def _comp_reduction(xg, thr, inv_ratio_m1, knee, inv_2knee):
+    over = xg - thr
+    t = over + 0.5 * knee
+    in_knee = inv_ratio_m1 * t * t * inv_2knee
+    above = over * inv_ratio_m1
+    if 2.0 * over < -knee:
+        d = 0.0
+    elif 2.0 * abs(over) <= knee:
+        d = in_knee
+    else:
+        d = above
+    return -d
+
+
+@njit(cache=True, nogil=True)
 def compressor_core(st, io, nch, stride, n, par, ps):
     sr = st[0]
+    e = n - 1
+    steady = True
+    for k in range(7):
+        steady = steady and par[k * ps] == par[k * ps + e]
+    steady = steady and float(par[3 * ps]) == st[2] and float(par[4 * ps]) == st[4]
     env = st[1]
+    thr = float(par[0])
+    ratio = float(par[ps])
+    knee = float(par[2 * ps])
+    makeup = float(par[5 * ps])
+    mix = float(par[6 * ps])
     for i in range(n):
-        thr = float(par[i])
-        ratio = float(par[ps + i])
-        knee = float(par[2 * ps + i])
-        att = float(par[3 * ps + i])
-        rel = float(par[4 * ps + i])
-        makeup = float(par[5 * ps + i])
-        mix = float(par[6 * ps + i])
-        if att != st[2]:
-            st[2] = att
-            st[3] = _time_coef(att, sr)
-        if rel != st[4]:
-            st[4] = rel
-            st[5] = _time_coef(rel, sr)
+        if not steady:
+            thr = float(par[i])
+            ratio = float(par[ps + i])
+            knee = float(par[2 * ps + i])
+            makeup = float(par[5 * ps + i])
+            mix = float(par[6 * ps + i])
+            att = float(par[3 * ps + i])
+            rel = float(par[4 * ps + i])
+            if att != st[2]:
+                st[2] = att
+                st[3] = _time_coef(att, sr)
+            if rel != st[4]:
+                st[4] = rel
+                st[5] = _time_coef(rel, sr)
+        r = 1.0 if ratio < 1.0 else ratio
+        inv_ratio_m1 = 1.0 / r - 1.0
+        inv_2knee = 0.5 / knee if knee > 0.0 else 0.0
         level = 0.0
         for c in range(nch):
             a = abs(float(io[c * stride + i]))
-            if a > level:
-                level = a
-        xg = DB_PER_NEPER * math.log(level) if level > 1e-10 else -200.0
-        over = xg - thr
-        if ratio < 1.0:
-            ratio = 1.0
-        if 2.0 * over < -knee:
-            yg = xg
-        elif knee > 0.0 and 2.0 * abs(over) <= knee:
-            t = over + 0.5 * knee
-            yg = xg + (1.0 / ratio - 1.0) * t * t / (2.0 * knee)
-        else:
-            yg = thr + over / ratio
-        xl = xg - yg
+            level = a if a > level else level
+        xg = DB_PER_NEPER * math.log(level if level > 1e-10 else 1e-10)
+        xl = _comp_reduction(xg, thr, inv_ratio_m1, knee, inv_2knee)
         a = st[3] if xl > env else st[5]
         env = a * env + (1.0 - a) * xl
         g = math.exp((makeup - env) * LN10_20)

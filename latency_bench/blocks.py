@@ -187,7 +187,7 @@ def signal_stats(x: np.ndarray) -> dict:
 
 # ---- the systems ------------------------------------------------------------------
 #
-# Each runner is prepared for one block size and then driven by ``_time_blocks``:
+# Each runner is prepared for one block size and then driven by ``_time_interleaved``:
 # ``load(block)`` puts the next input block in place (untimed), ``call()`` is the
 # one timed call, ``store(dst)`` copies the produced block out (untimed).
 
@@ -325,32 +325,42 @@ RUNNERS = {"rtengine": RtengineRunner, "pedalboard": PedalboardRunner, "pyo": Py
 
 # ---- timing -----------------------------------------------------------------------
 
-def _time_blocks(runner, stream: np.ndarray, n: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``stream`` (already looped to (warmup + timed) * n frames) block by
-    block; return the timed per-block durations (ns) and the whole output."""
+ROUND_BLOCKS = 50              # blocks per system per round when interleaving
+
+
+def _time_interleaved(runners, stream: np.ndarray, n: int, warmup: int):
+    """Run ``stream`` block by block through every runner, interleaved in
+    rounds of ROUND_BLOCKS blocks (the order rotating each round), so that a
+    change in machine speed during the run affects every system alike.
+    Returns per runner the timed per-block durations (ns) and the output."""
     nblocks = stream.shape[1] // n
-    out = np.zeros_like(stream)
-    times = np.zeros(nblocks - warmup, dtype=np.int64)
-    call = runner.make_call()
-    load, store = runner.load, runner.store
+    outs = [np.zeros_like(stream) for _ in runners]
+    times = [np.zeros(nblocks - warmup, dtype=np.int64) for _ in runners]
+    calls = [r.make_call() for r in runners]
     clock = time.perf_counter_ns
     gc.collect()
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for k in range(nblocks):
-            a = k * n
-            load(stream[:, a:a + n])
-            t0 = clock()
-            call()
-            t1 = clock()
-            store(out[:, a:a + n])
-            if k >= warmup:
-                times[k - warmup] = t1 - t0
+        for rnd, start in enumerate(range(0, nblocks, ROUND_BLOCKS)):
+            order = list(range(len(runners)))
+            order = order[rnd % len(order):] + order[:rnd % len(order)]
+            for j in order:
+                load, store, call = runners[j].load, runners[j].store, calls[j]
+                out, tj = outs[j], times[j]
+                for k in range(start, min(start + ROUND_BLOCKS, nblocks)):
+                    a = k * n
+                    load(stream[:, a:a + n])
+                    t0 = clock()
+                    call()
+                    t1 = clock()
+                    store(out[:, a:a + n])
+                    if k >= warmup:
+                        tj[k - warmup] = t1 - t0
     finally:
         if gc_was_enabled:
             gc.enable()
-    return times, out
+    return times, outs
 
 
 def _loop(signal: np.ndarray, frames: int) -> np.ndarray:
@@ -379,17 +389,20 @@ def run_signal(signal: np.ndarray, block_sizes, systems, quick: bool, warmup: in
         timed = cover if quick else max(MIN_BLOCKS, cover)
         stream = _loop(signal, (warmup + timed) * n)
         entry = {"budget_us": round(1e6 * n / SAMPLE_RATE, 3), "systems": {}}
+        runners = []
         for name in systems:
             try:
-                runner = RUNNERS[name](n)
+                runners.append(RUNNERS[name](n))
             except Exception as exc:          # a peer that is missing or fails to start
                 entry["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
                 log(f"  {name} at block {n}: not run ({type(exc).__name__}: {exc})")
-                continue
-            try:
-                times, out = _time_blocks(runner, stream, n, warmup)
-            finally:
+        try:
+            all_times, all_outs = _time_interleaved(runners, stream, n, warmup)
+        finally:
+            for runner in runners:
                 runner.close()
+        for runner, times, out in zip(runners, all_times, all_outs):
+            name = runner.name
             res = _stats(times)
             finite = bool(np.all(np.isfinite(out)))
             peak = float(np.max(np.abs(out))) if finite else float("nan")
@@ -576,8 +589,8 @@ def run(args: argparse.Namespace) -> int:
             "signal_offset_seconds": start / SAMPLE_RATE,
             "timer": "time.perf_counter_ns around each single call; input copied into a "
                      "preallocated buffer and output copied out outside the timed region; "
-                     "garbage collector disabled while timing; systems run one after another "
-                     "in one process and thread",
+                     "garbage collector disabled while timing; all systems in one process "
+                     "and thread, interleaved in rounds of 50 blocks (rotating order)",
             "ratio_to_pedalboard": "system median / pedalboard median at the same block size "
                                    "(p99_ratio_to_pedalboard likewise for p99)",
             "budget_us": "duration of one block at 48 kHz (the real-time deadline)",

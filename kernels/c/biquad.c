@@ -45,6 +45,28 @@ void rtk_biquad(double *st, float *io, int32_t nch, int32_t stride,
             }
             continue;
         }
+        if (nch == 2 && ramp == 0) {
+            /* stereo, steady coefficients: the two recursions interleaved, so
+             * one channel's multiply-adds fill the other's latency */
+            float *x0 = io, *x1 = io + stride;
+            double *za = z + s * 2, *zb = z + (nsec + s) * 2;
+            double a1z = za[0], a2z = za[1], b1z = zb[0], b2z = zb[1];
+            const double b0 = c[0], b1 = c[1], b2 = c[2], a1 = c[3], a2 = c[4];
+            for (int32_t i = 0; i < nframes; i++) {
+                double u = x0[i], v = x1[i];
+                double yu = b0 * u + a1z, yv = b0 * v + b1z;
+                a1z = b1 * u - a1 * yu + a2z;
+                b1z = b1 * v - a1 * yv + b2z;
+                a2z = b2 * u - a2 * yu;
+                b2z = b2 * v - a2 * yv;
+                x0[i] = (float)yu;
+                x1[i] = (float)yv;
+            }
+            if (!isfinite(a1z) || !isfinite(a2z)) { a1z = 0.0; a2z = 0.0; }
+            if (!isfinite(b1z) || !isfinite(b2z)) { b1z = 0.0; b2z = 0.0; }
+            za[0] = a1z; za[1] = a2z; zb[0] = b1z; zb[1] = b2z;
+            continue;
+        }
         for (int32_t ch = 0; ch < nch; ch++) {
             float *x = io + (int64_t)ch * stride;
             double *zz = z + (ch * nsec + s) * 2;

@@ -1,11 +1,16 @@
 /* Feed-forward compressor after Giannoulis, Massberg and Reiss (JAES 2012):
  * channel-linked peak level in dB, soft-knee gain computer, smoothed
- * branching attack/release on the gain reduction in the dB domain. */
+ * branching attack/release on the gain reduction in the dB domain.
+ *
+ * The per-frame work is branch-free (selects instead of jumps), so a level
+ * hovering around the threshold costs no mispredictions; a block whose lanes
+ * are all constant skips the per-frame parameter checks. */
 #include <math.h>
 #include "rtk.h"
 
 #define RTK_DB_PER_NEPER 8.685889638065035   /* 20 / ln(10) */
 #define RTK_LN10_20 0.11512925464970229
+#define RTK_FLOOR 1e-10                       /* -200 dBFS */
 
 static double rtk_time_coef(double ms, double sr)
 {
@@ -13,35 +18,48 @@ static double rtk_time_coef(double ms, double sr)
     return n < 1e-3 ? 0.0 : exp(-1.0 / n);
 }
 
+/* Gain reduction wanted (dB, >= 0) for a level of xg dB. */
+static inline double rtk_comp_reduction(double xg, double thr, double inv_ratio_m1,
+                                        double knee, double inv_2knee)
+{
+    double over = xg - thr;
+    double t = over + 0.5 * knee;
+    double in_knee = inv_ratio_m1 * t * t * inv_2knee;     /* yg - xg inside the knee */
+    double above = over * inv_ratio_m1;                   /* yg - xg above it */
+    double d = 2.0 * over < -knee ? 0.0 : (2.0 * fabs(over) <= knee ? in_knee : above);
+    return -d;
+}
+
 void rtk_compressor(double *st, float *io, int32_t nch, int32_t stride,
                     int32_t nframes, const float *par, int32_t pstride)
 {
     const double sr = st[0];
     const int64_t ps = pstride;
+    const int32_t e = nframes - 1;
+    int steady = 1;
+    for (int32_t k = 0; k < 7; k++) steady &= par[k * ps] == par[k * ps + e];
+    steady &= (double)par[3 * ps] == st[2] && (double)par[4 * ps] == st[4];
     double env = st[1];
+    double thr = par[0], ratio = par[ps], knee = par[2 * ps];
+    double makeup = par[5 * ps], mix = par[6 * ps];
     for (int32_t i = 0; i < nframes; i++) {
-        double thr = par[i], ratio = par[ps + i], knee = par[2 * ps + i];
-        double att = par[3 * ps + i], rel = par[4 * ps + i];
-        double makeup = par[5 * ps + i], mix = par[6 * ps + i];
-        if (att != st[2]) { st[2] = att; st[3] = rtk_time_coef(att, sr); }
-        if (rel != st[4]) { st[4] = rel; st[5] = rtk_time_coef(rel, sr); }
+        if (!steady) {
+            thr = par[i]; ratio = par[ps + i]; knee = par[2 * ps + i];
+            makeup = par[5 * ps + i]; mix = par[6 * ps + i];
+            double att = par[3 * ps + i], rel = par[4 * ps + i];
+            if (att != st[2]) { st[2] = att; st[3] = rtk_time_coef(att, sr); }
+            if (rel != st[4]) { st[4] = rel; st[5] = rtk_time_coef(rel, sr); }
+        }
+        double r = ratio < 1.0 ? 1.0 : ratio;
+        double inv_ratio_m1 = 1.0 / r - 1.0;
+        double inv_2knee = knee > 0.0 ? 0.5 / knee : 0.0;
         double level = 0.0;
         for (int32_t c = 0; c < nch; c++) {
             double a = fabs((double)io[(int64_t)c * stride + i]);
-            if (a > level) level = a;
+            level = a > level ? a : level;
         }
-        double xg = level > 1e-10 ? RTK_DB_PER_NEPER * log(level) : -200.0;
-        double over = xg - thr, yg;
-        if (ratio < 1.0) ratio = 1.0;
-        if (2.0 * over < -knee) {
-            yg = xg;
-        } else if (knee > 0.0 && 2.0 * fabs(over) <= knee) {
-            double t = over + 0.5 * knee;
-            yg = xg + (1.0 / ratio - 1.0) * t * t / (2.0 * knee);
-        } else {
-            yg = thr + over / ratio;
-        }
-        double xl = xg - yg;                        /* wanted reduction, dB */
+        double xg = RTK_DB_PER_NEPER * log(level > RTK_FLOOR ? level : RTK_FLOOR);
+        double xl = rtk_comp_reduction(xg, thr, inv_ratio_m1, knee, inv_2knee);
         double a = xl > env ? st[3] : st[5];
         env = a * env + (1.0 - a) * xl;
         double g = exp((makeup - env) * RTK_LN10_20);

@@ -11,6 +11,30 @@ void rtk_gain(double *st, float *io, int32_t nch, int32_t stride,
 {
     const float *p_gain = par, *p_pan = par + pstride;
     const float *p_width = par + 2 * (int64_t)pstride, *p_inv = par + 3 * (int64_t)pstride;
+    const int32_t e = nframes - 1;
+    /* Steady block (every lane constant, and gain and pan as cached): the same
+     * arithmetic as below without the per-frame checks, so it vectorises.  A
+     * ramp is monotone, so equal first and last values mean a constant lane. */
+    if (p_gain[0] == p_gain[e] && p_pan[0] == p_pan[e] && p_width[0] == p_width[e] &&
+        p_inv[0] == p_inv[e] && (double)p_gain[0] == st[1] && (double)p_pan[0] == st[2]) {
+        const double g = st[4] * (1.0 - 2.0 * (double)p_inv[0]);
+        const double width = p_width[0], gl = st[5], gr = st[6];
+        if (nch == 2) {
+            float *l = io, *r = io + stride;
+            for (int32_t i = 0; i < nframes; i++) {
+                double m = 0.5 * ((double)l[i] + (double)r[i]);
+                double s = 0.5 * ((double)l[i] - (double)r[i]) * width;
+                l[i] = (float)((m + s) * g * gl);
+                r[i] = (float)((m - s) * g * gr);
+            }
+        } else {
+            for (int32_t c = 0; c < nch; c++) {
+                float *x = io + (int64_t)c * stride;
+                for (int32_t i = 0; i < nframes; i++) x[i] = (float)((double)x[i] * g);
+            }
+        }
+        return;
+    }
     for (int32_t i = 0; i < nframes; i++) {
         double gdb = p_gain[i], pan = p_pan[i], width = p_width[i];
         double inv = 1.0 - 2.0 * (double)p_inv[i];   /* smooth polarity flip */
