@@ -75,17 +75,22 @@ def gain_reset(st: np.ndarray) -> None:
 
 
 # ---- compressor -------------------------------------------------------------
-def compressor_state(sample_rate: float) -> np.ndarray:
-    st = np.zeros(8, dtype=np.float64)
+COMP_STATE = 8
+
+
+def compressor_state(sample_rate: float, max_block: int) -> np.ndarray:
+    st = np.zeros(COMP_STATE + int(max_block), dtype=np.float64)
     st[0] = sample_rate
+    st[6] = max_block
     compressor_reset(st)
     return st
 
 
 def compressor_reset(st: np.ndarray) -> None:
-    st[1:] = 0.0
-    st[2] = np.nan
+    st[1:6] = 0.0
+    st[2] = np.nan               # force the time constants to be computed
     st[4] = np.nan
+    st[COMP_STATE:] = 0.0
 
 
 # ---- limiter ----------------------------------------------------------------

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import carray, cfunc, njit, types
 
-from .layout import BQ_HDR, DELAY_HDR, LIM_HDR, LIM_TAPS
+from .layout import BQ_HDR, COMP_STATE, DELAY_HDR, LIM_HDR, LIM_TAPS
 
 SIGNATURE = types.void(types.voidptr, types.CPointer(types.float32),
                        types.int32, types.int32, types.int32,
@@ -200,24 +200,36 @@ def _comp_reduction(xg, thr, inv_ratio_m1, knee, inv_2knee):
 @njit(cache=True, nogil=True)
 def compressor_core(st, io, nch, stride, n, par, ps):
     sr = st[0]
+    mb = int(st[6])
+    lvl = COMP_STATE
+    if n > mb:
+        n = mb
     e = n - 1
     steady = True
     for k in range(7):
         steady = steady and par[k * ps] == par[k * ps + e]
     steady = steady and float(par[3 * ps]) == st[2] and float(par[4 * ps]) == st[4]
+    for i in range(n):
+        level = 0.0
+        for c in range(nch):
+            a = abs(float(io[c * stride + i]))
+            level = a if a > level else level
+        st[lvl + i] = DB_PER_NEPER * math.log(level if level > 1e-10 else 1e-10)
     env = st[1]
     thr = float(par[0])
-    ratio = float(par[ps])
     knee = float(par[2 * ps])
     makeup = float(par[5 * ps])
-    mix = float(par[6 * ps])
+    ratio = float(par[ps])
+    inv_ratio_m1 = 1.0 / (1.0 if ratio < 1.0 else ratio) - 1.0
+    inv_2knee = 0.5 / knee if knee > 0.0 else 0.0
     for i in range(n):
         if not steady:
             thr = float(par[i])
-            ratio = float(par[ps + i])
             knee = float(par[2 * ps + i])
             makeup = float(par[5 * ps + i])
-            mix = float(par[6 * ps + i])
+            ratio = float(par[ps + i])
+            inv_ratio_m1 = 1.0 / (1.0 if ratio < 1.0 else ratio) - 1.0
+            inv_2knee = 0.5 / knee if knee > 0.0 else 0.0
             att = float(par[3 * ps + i])
             rel = float(par[4 * ps + i])
             if att != st[2]:
@@ -226,29 +238,25 @@ def compressor_core(st, io, nch, stride, n, par, ps):
             if rel != st[4]:
                 st[4] = rel
                 st[5] = _time_coef(rel, sr)
-        r = 1.0 if ratio < 1.0 else ratio
-        inv_ratio_m1 = 1.0 / r - 1.0
-        inv_2knee = 0.5 / knee if knee > 0.0 else 0.0
-        level = 0.0
-        for c in range(nch):
-            a = abs(float(io[c * stride + i]))
-            level = a if a > level else level
-        xg = DB_PER_NEPER * math.log(level if level > 1e-10 else 1e-10)
-        xl = _comp_reduction(xg, thr, inv_ratio_m1, knee, inv_2knee)
+        xl = _comp_reduction(st[lvl + i], thr, inv_ratio_m1, knee, inv_2knee)
         a = st[3] if xl > env else st[5]
         env = a * env + (1.0 - a) * xl
-        g = math.exp((makeup - env) * LN10_20)
-        k = 1.0 - mix + mix * g
-        for c in range(nch):
-            io[c * stride + i] = float(io[c * stride + i]) * k
+        st[lvl + i] = makeup - env
     if not math.isfinite(env):
         env = 0.0
     st[1] = env
+    for i in range(n):
+        mix = float(par[6 * ps + i])
+        st[lvl + i] = 1.0 - mix + mix * math.exp(st[lvl + i] * LN10_20)
+    for c in range(nch):
+        for i in range(n):
+            io[c * stride + i] = float(io[c * stride + i]) * st[lvl + i]
 
 
 @cfunc(SIGNATURE, cache=True, nopython=True)
 def compressor(stp, iop, nch, stride, n, parp, pstride):
-    st = carray(stp, (8,), np.float64)
+    hdr = carray(stp, (COMP_STATE,), np.float64)
+    st = carray(stp, (COMP_STATE + int(hdr[6]),), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (6 * pstride + n,))
     compressor_core(st, io, nch, stride, n, par, pstride)

@@ -19,7 +19,7 @@ class Compressor(Processor):
     )
 
     def allocate(self, sample_rate, max_block, channels):
-        return layout.compressor_state(sample_rate)
+        return layout.compressor_state(sample_rate, max_block)
 
     def reset(self):
         layout.compressor_reset(self.state)

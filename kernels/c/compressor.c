@@ -2,9 +2,10 @@
  * channel-linked peak level in dB, soft-knee gain computer, smoothed
  * branching attack/release on the gain reduction in the dB domain.
  *
- * The per-frame work is branch-free (selects instead of jumps), so a level
- * hovering around the threshold costs no mispredictions; a block whose lanes
- * are all constant skips the per-frame parameter checks. */
+ * Four passes over the block: levels (independent log calls), the gain
+ * computer and smoothing (the only recursion, branch-free), gains
+ * (independent exp calls), and their application.  A block whose lanes are
+ * all constant skips the per-frame parameter checks. */
 #include <math.h>
 #include "rtk.h"
 
@@ -34,41 +35,56 @@ void rtk_compressor(double *st, float *io, int32_t nch, int32_t stride,
                     int32_t nframes, const float *par, int32_t pstride)
 {
     const double sr = st[0];
+    const int32_t mb = (int32_t)st[6];
+    double *lvl = st + RTK_COMP_STATE;             /* mb: level (dB), then gain factor */
+    if (nframes > mb) nframes = mb;                 /* the runner never asks for more */
     const int64_t ps = pstride;
     const int32_t e = nframes - 1;
     int steady = 1;
     for (int32_t k = 0; k < 7; k++) steady &= par[k * ps] == par[k * ps + e];
     steady &= (double)par[3 * ps] == st[2] && (double)par[4 * ps] == st[4];
-    double env = st[1];
-    double thr = par[0], ratio = par[ps], knee = par[2 * ps];
-    double makeup = par[5 * ps], mix = par[6 * ps];
+
+    /* pass 1: linked peak level in dB.  The log calls are independent of one
+     * another here, so they overlap; inside the recursion they would not. */
     for (int32_t i = 0; i < nframes; i++) {
-        if (!steady) {
-            thr = par[i]; ratio = par[ps + i]; knee = par[2 * ps + i];
-            makeup = par[5 * ps + i]; mix = par[6 * ps + i];
-            double att = par[3 * ps + i], rel = par[4 * ps + i];
-            if (att != st[2]) { st[2] = att; st[3] = rtk_time_coef(att, sr); }
-            if (rel != st[4]) { st[4] = rel; st[5] = rtk_time_coef(rel, sr); }
-        }
-        double r = ratio < 1.0 ? 1.0 : ratio;
-        double inv_ratio_m1 = 1.0 / r - 1.0;
-        double inv_2knee = knee > 0.0 ? 0.5 / knee : 0.0;
         double level = 0.0;
         for (int32_t c = 0; c < nch; c++) {
             double a = fabs((double)io[(int64_t)c * stride + i]);
             level = a > level ? a : level;
         }
-        double xg = RTK_DB_PER_NEPER * log(level > RTK_FLOOR ? level : RTK_FLOOR);
-        double xl = rtk_comp_reduction(xg, thr, inv_ratio_m1, knee, inv_2knee);
+        lvl[i] = RTK_DB_PER_NEPER * log(level > RTK_FLOOR ? level : RTK_FLOOR);
+    }
+    /* pass 2: gain computer and attack/release smoothing (the recursion);
+     * leaves the gain in dB in lvl */
+    double env = st[1];
+    double thr = par[0], knee = par[2 * ps], makeup = par[5 * ps];
+    double inv_ratio_m1 = 1.0 / (par[ps] < 1.0f ? 1.0 : (double)par[ps]) - 1.0;
+    double inv_2knee = knee > 0.0 ? 0.5 / knee : 0.0;
+    for (int32_t i = 0; i < nframes; i++) {
+        if (!steady) {
+            thr = par[i]; knee = par[2 * ps + i]; makeup = par[5 * ps + i];
+            double ratio = par[ps + i];
+            inv_ratio_m1 = 1.0 / (ratio < 1.0 ? 1.0 : ratio) - 1.0;
+            inv_2knee = knee > 0.0 ? 0.5 / knee : 0.0;
+            double att = par[3 * ps + i], rel = par[4 * ps + i];
+            if (att != st[2]) { st[2] = att; st[3] = rtk_time_coef(att, sr); }
+            if (rel != st[4]) { st[4] = rel; st[5] = rtk_time_coef(rel, sr); }
+        }
+        double xl = rtk_comp_reduction(lvl[i], thr, inv_ratio_m1, knee, inv_2knee);
         double a = xl > env ? st[3] : st[5];
         env = a * env + (1.0 - a) * xl;
-        double g = exp((makeup - env) * RTK_LN10_20);
-        double k = 1.0 - mix + mix * g;
-        for (int32_t c = 0; c < nch; c++) {
-            float *x = io + (int64_t)c * stride;
-            x[i] = (float)((double)x[i] * k);
-        }
+        lvl[i] = makeup - env;
     }
     if (!isfinite(env)) env = 0.0;
     st[1] = env;
+    /* pass 3: gain factor with dry/wet mix; pass 4: apply */
+    const float *p_mix = par + 6 * ps;
+    for (int32_t i = 0; i < nframes; i++) {
+        double mix = p_mix[i];
+        lvl[i] = 1.0 - mix + mix * exp(lvl[i] * RTK_LN10_20);
+    }
+    for (int32_t c = 0; c < nch; c++) {
+        float *x = io + (int64_t)c * stride;
+        for (int32_t i = 0; i < nframes; i++) x[i] = (float)((double)x[i] * lvl[i]);
+    }
 }

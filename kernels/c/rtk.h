@@ -46,7 +46,8 @@ void rtk_gain(double *state, float *io, int32_t nch, int32_t stride,
 
 /* ---- feed-forward compressor (log-domain gain computer, linked detector) ----
  * state: [0] sr, [1] env_db (smoothed gain reduction, >= 0),
- *        [2] last_attack_ms, [3] a_att, [4] last_release_ms, [5] a_rel
+ *        [2] last_attack_ms, [3] a_att, [4] last_release_ms, [5] a_rel,
+ *        [6] max_block, [7] reserved, then max_block doubles of scratch
  * par: 0 threshold_db, 1 ratio, 2 knee_db, 3 attack_ms, 4 release_ms,
  *      5 makeup_db, 6 mix (0 dry .. 1 wet)
  */
