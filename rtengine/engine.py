@@ -117,6 +117,7 @@ class Engine:
         self._remaining = np.zeros(npar, dtype=np.int32)
         self._ramp_len = np.zeros(npar, dtype=np.int32)
         self._lane = np.zeros(npar, dtype=np.uint8)
+        self._lane_fill = np.zeros(npar, dtype=np.int32)
         for st in self.stages:
             for k, p in enumerate(st.params):
                 self._ramp_len[st.par_off + k] = int(round(p.smoothing_ms * 1e-3 * sr))
@@ -162,6 +163,7 @@ class Engine:
         r.remaining = _ptr("int32_t *", self._remaining)
         r.ramp_len = _ptr("int32_t *", self._ramp_len)
         r.lane = _ptr("uint8_t *", self._lane)
+        r.lane_fill = _ptr("int32_t *", self._lane_fill)
         r.lanes = _ptr("float *", self._lanes)
         r.dry = _ptr("float *", self._dry)
         self.reset()

@@ -54,6 +54,7 @@ static void rt_params_block(rt_runner *r, int32_t n)
         if (!rt_finite(tgt)) tgt = r->last_target[k];   /* never ramp to garbage */
         if (tgt != r->last_target[k]) {
             r->last_target[k] = tgt;
+            r->lane_fill[k] = 0;
             int32_t len = r->ramp_len[k];
             if (len <= 0) {
                 r->cur[k] = tgt;
@@ -81,8 +82,13 @@ static void rt_params_block(rt_runner *r, int32_t n)
                 lane[i] = c;
             }
             r->remaining[k] = rem;
+            r->lane_fill[k] = 0;
+            for (; i < n; i++) lane[i] = c;
+        } else {
+            /* steady: the lane still holds c from earlier blocks */
+            for (i = r->lane_fill[k]; i < n; i++) lane[i] = c;
+            if (n > r->lane_fill[k]) r->lane_fill[k] = n;
         }
-        for (; i < n; i++) lane[i] = c;
         r->cur[k] = c;
     }
 }
@@ -185,6 +191,7 @@ void rt_runner_settle(rt_runner *r)
         r->last_target[k] = t;
         r->remaining[k] = 0;
         r->step[k] = 0.0f;
+        r->lane_fill[k] = 0;
     }
 }
 

@@ -51,6 +51,7 @@ typedef struct rt_runner {
     int32_t *remaining;        /* samples left in the current ramp */
     int32_t *ramp_len;         /* smoothing length in samples, per parameter */
     uint8_t *lane;             /* 1: the kernel reads a per-sample lane */
+    int32_t *lane_fill;        /* leading lane entries already equal to cur (no ramp) */
     float *lanes;              /* npar * max_block */
     float *dry;                /* nch * max_block scratch for the bypass path */
     rt_counters counters;
