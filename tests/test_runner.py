@@ -187,3 +187,19 @@ def test_runner_needs_no_gil():
     print(f"native thread: {free:.4f} s free, {held:.4f} s with the GIL held")
     assert held < max(5 * free, 0.5), (f"native thread took {held:.3f} s with the GIL held "
                                        f"elsewhere vs {free:.3f} s free")
+
+
+def test_numba_kernels_allocate_nothing_when_warm():
+    from numba.core.runtime import _nrt_python, rtsys
+    _nrt_python.memsys_enable_stats()
+    chain = [{"plugin": p, "impl": "numba"} for p in ("gain", "eq", "compressor", "limiter")]
+    e = rtengine.Engine(chain, sample_rate=SR, block_size=256, channels=2)
+    x = (0.5 * np.random.default_rng(3).standard_normal((2, 256))).astype(np.float32)
+    out = np.empty_like(x)
+    for _ in range(10):
+        e.process(x, out=out)
+    before = rtsys.get_allocation_stats()
+    for _ in range(200):
+        e.process(x, out=out)
+    after = rtsys.get_allocation_stats()
+    assert after.alloc == before.alloc, "a numba kernel allocated on the audio path"
