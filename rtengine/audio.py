@@ -39,6 +39,10 @@ def render_file(engine: Engine, in_path, out_path, subtype: str | None = None,
     latency-compensated: the first ``engine.latency`` frames are dropped and
     the chain is flushed with silence at the end.  Returns a small report.
     """
+    src, dst = Path(in_path), Path(out_path)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise AudioFormatError(f"{out_path}: the output would overwrite the input it is read "
+                               "from; choose another output file")
     with open_input(in_path) as f:
         if f.channels != engine.channels or f.samplerate != engine.sample_rate:
             raise AudioFormatError(f"{in_path}: {f.channels} ch at {f.samplerate} Hz, but the "
@@ -50,6 +54,7 @@ def render_file(engine: Engine, in_path, out_path, subtype: str | None = None,
         total = f.frames
         lat = engine.latency
         engine.reset()
+        bad_before = engine.counters["nonfinite_in"]
         buf = np.zeros((engine.channels, CHUNK), dtype=np.float32)
         try:
             out = sf.SoundFile(str(out_path), "w", samplerate=f.samplerate,
@@ -70,7 +75,7 @@ def render_file(engine: Engine, in_path, out_path, subtype: str | None = None,
                     n = min(CHUNK, skip + total - written)
                     buf[:, :n] = 0.0
                 else:
-                    peak_in = max(peak_in, float(np.abs(data).max(initial=0.0)))
+                    peak_in = max(peak_in, float(np.nanmax(np.abs(data), initial=0.0)))
                     buf[:, :n] = data.T
                 engine.process(buf[:, :n], out=buf[:, :n])
                 block = buf[:, :n]
@@ -87,7 +92,8 @@ def render_file(engine: Engine, in_path, out_path, subtype: str | None = None,
                 if progress is not None:
                     progress(min(read, total))
     return {"frames": total, "sample_rate": engine.sample_rate, "channels": engine.channels,
-            "latency": lat, "peak_in": peak_in, "peak_out": peak_out}
+            "latency": lat, "peak_in": peak_in, "peak_out": peak_out,
+            "nonfinite_in": engine.counters["nonfinite_in"] - bad_before}
 
 
 def _format_for(path: Path) -> str:

@@ -54,6 +54,9 @@ def _cmd_render(args) -> int:
         bar.close()
     dt = time.perf_counter() - t0
     secs = frames / sr
+    if report["nonfinite_in"]:
+        print(f"warning: {args.input} holds {report['nonfinite_in']} NaN or infinite samples; "
+              "they were rendered as silence", file=sys.stderr)
     print(f"wrote {args.output}: {frames} frames, {ch} ch, {sr} Hz; latency {report['latency']} "
           f"samples compensated; {secs / max(dt, 1e-9):.0f}x real time", file=sys.stderr)
     return 0

@@ -7,7 +7,8 @@ A processor is data plus three methods (STYLE.md):
   implementations it offers: "c", "numba");
 * ``prepare(sample_rate, max_block, channels)``: control thread, may allocate,
   does nothing when the spec is unchanged;
-* ``reset()``: clears state in place, never allocates;
+* ``reset()``: clears state in place (control thread, audio stopped): no
+  buffer is allocated, only transient numpy views;
 * processing is the native kernel at ``kernel_address`` over ``state``; the
   runner calls it with the parameter lanes (see kernels/c/rtk.h).
 
@@ -89,7 +90,7 @@ class Processor:
         raise NotImplementedError
 
     def reset(self) -> None:
-        """Clear the state in place.  Never allocates."""
+        """Clear the state in place.  Control thread; allocates no buffer."""
         raise NotImplementedError
 
     # ---- control blob (processors with non-lane parameters) -------------------

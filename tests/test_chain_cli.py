@@ -169,6 +169,27 @@ def test_cli_render_errors(tmp_path):
     assert r.returncode == 1 and "cannot read audio" in r.stderr
 
 
+def test_cli_render_edge_cases(tmp_path):
+    chain = tmp_path / "c.toml"
+    chain.write_text(CHAIN)
+    src = tmp_path / "in.wav"
+    sf.write(src, np.zeros((0, 2), np.float32), 48000, subtype="FLOAT")
+    r = run_cli("render", src, tmp_path / "empty.wav", "--chain", chain)
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "empty.wav").frames == 0
+    x = np.full((3000, 2), 0.25, np.float32)
+    x[100, 0] = np.nan
+    x[200, 1] = np.inf
+    sf.write(src, x, 48000, subtype="FLOAT")
+    r = run_cli("render", src, tmp_path / "out.wav", "--chain", chain)
+    assert r.returncode == 0 and "2 NaN or infinite samples" in r.stderr
+    y, _ = sf.read(tmp_path / "out.wav")
+    assert np.isfinite(y).all() and y.shape == x.shape
+    r = run_cli("render", src, src, "--chain", chain)
+    assert r.returncode == 1 and "would overwrite the input" in r.stderr
+    assert sf.info(src).frames == 3000                       # nothing lost
+
+
 def test_cli_demo_renders(tmp_path):
     r = run_cli("demo", tmp_path, "--seconds", 2)
     assert r.returncode == 0, r.stderr

@@ -138,3 +138,27 @@ def test_declares_parameters_as_data(plugin):
         assert p.from_normalized(p.to_normalized(p.default)) == pytest.approx(p.default)
         with pytest.raises(rtengine.ParameterError, match=p.id):
             p.coerce(p.max + 1 + abs(p.max))
+
+
+@pytest.mark.parametrize("plugin", PLUGINS)
+def test_prepare_is_idempotent_and_reset_allocates_nothing(plugin, impl):
+    cls = rtengine.plugins()[plugin]
+    proc = cls(impl=impl)
+    proc.prepare(48000, 256, 2)
+    state = proc.state
+    proc.prepare(48000, 256, 2)
+    assert proc.state is state, "prepare() with the same spec must not reallocate"
+    tracemalloc.start()
+    try:
+        proc.reset()
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        proc.reset()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # no buffer is allocated: at most a few transient numpy view objects
+    assert peak - base < 1024, f"{plugin}: reset() allocated {peak - base} bytes"
+    assert proc.state is state
+    proc.prepare(96000, 256, 2)
+    assert proc.state is not state and proc.state[0] == 96000
