@@ -50,8 +50,8 @@ class Stage:
 class Engine:
     """A chain ready to process audio.
 
-    ``chain`` is a Chain, a path to a chain file (TOML), TOML text is not
-    accepted (use ``Chain.from_toml``), or a list of stages: dicts like
+    ``chain`` is a Chain, the path of a chain file (TOML; for TOML text use
+    ``Chain.from_toml``), or a list of stages: dicts like
     ``{"plugin": "gain", "params": {"gain_db": -6}}``, ``("gain", {...})``
     tuples or plugin names.
 
