@@ -6,7 +6,8 @@ from rtengine.processor import Processor
 
 class Compressor(Processor):
     name = "compressor"
-    description = "Feed-forward compressor: threshold, ratio, soft knee, attack, release, makeup, mix"
+    description = ("Feed-forward compressor: threshold, ratio, soft knee, attack, release, "
+                   "makeup, mix")
     kernel = "compressor"
     params = (
         Param("threshold_db", "Threshold", -60.0, 0.0, -20.0, "dB"),

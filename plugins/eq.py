@@ -42,7 +42,8 @@ def _eq_params():
 
 class Eq(Processor):
     name = "eq"
-    description = "Parametric EQ: 8 bands (peak, shelves, notch, band/low/high pass) plus low/high cut"
+    description = ("Parametric EQ: 8 bands (peak, shelves, notch, band/low/high pass) plus "
+                   "low/high cut")
     kernel = "biquad"
     params = _eq_params()
     blob_offset = layout.BQ_HDR

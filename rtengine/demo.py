@@ -22,7 +22,8 @@ def music(seconds: float = 10.0, sample_rate: int = 48000, seed: int = 7,
     # kick on every beat: a falling sine
     k = int(0.25 * sr)
     tk = np.arange(k) / sr
-    kick = np.sin(2 * np.pi * (45 * tk + 90 * 0.04 * (1 - np.exp(-tk / 0.04)))) * _env(k, sr, 0.002, 0.12)
+    sweep = 45 * tk + 90 * 0.04 * (1 - np.exp(-tk / 0.04))
+    kick = np.sin(2 * np.pi * sweep) * _env(k, sr, 0.002, 0.12)
     # snare on 2 and 4: noise through a resonance plus a body tone
     s = int(0.2 * sr)
     ts = np.arange(s) / sr
@@ -59,7 +60,7 @@ def music(seconds: float = 10.0, sample_rate: int = 48000, seed: int = 7,
         saw = 2 * ((root * tt) % 1.0) - 1
         bass = (0.6 * np.sin(2 * np.pi * root * tt) + 0.25 * saw) * _env(z - a, sr, 0.005, 1.5)
         out[:, a:z] += 0.35 * bass
-        for j, f in enumerate(chords[b % 4]):
+        for f in chords[b % 4]:
             for det, ch in ((0.997, 0), (1.003, 1)):
                 ph = rng.random()
                 out[ch, a:z] += 0.05 * (2 * ((f * det * tt + ph) % 1.0) - 1) * _env(

@@ -14,7 +14,8 @@ def adversarial(sr, seconds=0.5):
     n = int(sr * seconds)
     t = np.arange(n) / sr
     sig = {
-        "fs/4 sine at 45 degrees (inter-sample peak +3 dB)": np.sin(2 * np.pi * sr / 4 * t + np.pi / 4),
+        "fs/4 sine at 45 degrees (+3 dB between samples)": np.sin(2 * np.pi * sr / 4 * t
+                                                                  + np.pi / 4),
         "fs/6 sine, inter-sample peak": np.sin(2 * np.pi * sr / 6 * t + np.pi / 6),
         "0.4 fs sine": np.sin(2 * np.pi * 0.4 * sr * t + 0.3),
     }
