@@ -14,12 +14,14 @@ SOURCES = ["biquad.c", "gain.c", "compressor.c", "limiter.c", "delay.c"]
 CFLAGS = ["-O3", "-fno-math-errno", "-std=c11", "-Wall", "-Wextra"]
 
 
+DEFINE = re.compile(r"\s*#define\s+\w+\s+\d+\s*$")   # integer constants cffi can read
+
+
 def cdef_text(header: Path) -> str:
-    """The declarations of a header without its preprocessor lines."""
-    text = header.read_text()
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    keep = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    return "\n".join(keep)
+    """The declarations of a header (and its integer #defines) for cffi."""
+    text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
+    return "\n".join(ln for ln in text.splitlines()
+                     if not ln.lstrip().startswith("#") or DEFINE.match(ln))
 
 
 ffibuilder = FFI()

@@ -1,4 +1,5 @@
-"""cffi (API mode) build of the native runner into ``rtengine._runner``."""
+"""cffi (API mode) build of the native runner and the JACK backend into
+``rtengine._runner``."""
 from pathlib import Path
 import re
 
@@ -9,21 +10,27 @@ ROOT = HERE.parent.parent
 CFLAGS = ["-O3", "-fno-math-errno", "-std=gnu11", "-Wall", "-Wextra", "-pthread"]
 
 
+DEFINE = re.compile(r"\s*#define\s+\w+\s+\d+\s*$")   # integer constants cffi can read
+
+
 def cdef_text(header: Path) -> str:
+    """The declarations of a header (and its integer #defines) for cffi."""
     text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
-    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    return "\n".join(ln for ln in text.splitlines()
+                     if not ln.lstrip().startswith("#") or DEFINE.match(ln))
 
 
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_text(HERE / "runner.h"))
+ffibuilder.cdef(cdef_text(HERE / "jack.h"))
 ffibuilder.set_source(
     "rtengine._runner",
-    '#include "runner.h"',
-    sources=[str((HERE / "runner.c").relative_to(ROOT))],
+    '#include "runner.h"\n#include "jack.h"',
+    sources=[str((HERE / name).relative_to(ROOT)) for name in ("runner.c", "jack.c")],
     include_dirs=[str(HERE.relative_to(ROOT))],
     extra_compile_args=CFLAGS,
     extra_link_args=["-pthread"],
-    libraries=["m"],
+    libraries=["m", "dl"],
 )
 
 if __name__ == "__main__":

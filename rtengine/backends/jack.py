@@ -1,0 +1,267 @@
+"""The JACK backend: the engine as a JACK client.
+
+The process callback is C (rtengine/native/jack.c) and calls the native runner
+directly: no Python, no GIL, no lock and no allocation on JACK's thread.  This
+module opens the client, builds the engine at the server's sample rate,
+connects ports, publishes the chain latency and reads the statistics.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._runner import ffi, lib
+from ..chain import Chain
+from ..engine import Engine
+from ..errors import RtEngineError
+
+ERRLEN = 512
+
+
+class JackError(RtEngineError):
+    """The JACK server is missing, refused the client, or went away."""
+
+
+def _err_buf():
+    return ffi.new("char[]", ERRLEN)
+
+
+def _str(p) -> str | None:
+    return None if p == ffi.NULL else ffi.string(p).decode()
+
+
+@dataclass
+class JackStats:
+    cycles: int
+    frames: int
+    xruns: int
+    deadline_misses: int
+    sample_rate: int
+    period: int
+    latency: int
+    shutdown: bool
+    callback_us_median: float
+    callback_us_p99: float
+    callback_us_max: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _stats(raw, times: np.ndarray) -> JackStats:
+    t = times if times.size else np.zeros(1, dtype=np.float32)
+    return JackStats(int(raw.cycles), int(raw.frames), int(raw.xruns),
+                     int(raw.deadline_misses), int(raw.sample_rate), int(raw.period),
+                     int(raw.latency), bool(raw.shutdown), float(np.median(t)),
+                     float(np.percentile(t, 99)), float(raw.max_ns) * 1e-3)
+
+
+class JackBackend:
+    """Run a chain as a JACK client.
+
+    ``chain`` is anything Engine takes; the engine is built at the server's
+    sample rate and period.  ``channels`` audio inputs and outputs are
+    registered (in_1.., out_1..) plus midi_in and midi_out.  Control thread
+    only; the audio runs on JACK's thread from ``start()`` to ``close()``.
+    """
+
+    def __init__(self, chain, channels: int = 2, client_name: str = "rtengine",
+                 server: str | None = None):
+        self.chain = chain if isinstance(chain, Chain) else None
+        self._chain_arg = chain
+        self.channels = int(channels)
+        err = _err_buf()
+        if lib.rt_jack_load(ffi.NULL, err, ERRLEN):
+            raise JackError(ffi.string(err).decode())
+        self._j = lib.rt_jack_open(client_name.encode(), (server or "").encode() or ffi.NULL,
+                                   self.channels, self.channels, err, ERRLEN)
+        if self._j == ffi.NULL:
+            raise JackError(ffi.string(err).decode())
+        self.server = server
+        raw = self._raw_stats()
+        self.sample_rate = int(raw.sample_rate)
+        self.period = int(raw.period)
+        try:
+            self.engine = Engine(chain, sample_rate=self.sample_rate,
+                                 block_size=max(self.period, 64), channels=self.channels)
+        except Exception:
+            lib.rt_jack_close(self._j)
+            self._j = ffi.NULL
+            raise
+        self._old: list[Engine] = []
+        self._lock = threading.Lock()
+        lib.rt_jack_set_runner(self._j, self.engine._r, self.engine.latency)
+        self.active = False
+
+    # ---- ports ------------------------------------------------------------------
+    @property
+    def client_name(self) -> str:
+        return _str(lib.rt_jack_client_name(self._j))
+
+    def port(self, kind: str, index: int = 0) -> str:
+        """Full name of a port: kind 'in', 'out', 'midi_in' or 'midi_out'."""
+        k = {"in": 0, "out": 1, "midi_in": 2, "midi_out": 3}[kind]
+        name = _str(lib.rt_jack_port_name(self._j, k, index))
+        if name is None:
+            raise JackError(f"no {kind} port {index + 1} (the client has {self.channels})")
+        return name
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.port("in", i) for i in range(self.channels)]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.port("out", i) for i in range(self.channels)]
+
+    def physical_ports(self, playback: bool) -> list[str]:
+        """System playback (True) or capture (False) ports of the server."""
+        buf = ffi.new("char[]", 256 * 64)
+        n = lib.rt_jack_physical_ports(self._j, 1 if playback else 2, buf, 64)
+        return [ffi.string(buf + 256 * i).decode() for i in range(n)]
+
+    def latency_range(self, port: str, playback: bool) -> tuple[int, int]:
+        """(min, max) latency JACK reports for any port (frames)."""
+        lo, hi = ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        if lib.rt_jack_port_latency(self._j, port.encode(), 1 if playback else 0, lo, hi):
+            raise JackError(f"no JACK port named {port!r}")
+        return int(lo[0]), int(hi[0])
+
+    def connect(self, source: str, destination: str) -> None:
+        err = lib.rt_jack_connect(self._j, source.encode(), destination.encode())
+        if err and err != 17:                     # EEXIST: already connected
+            raise JackError(f"cannot connect {source} -> {destination} (JACK error {err}); "
+                            "check the port names with 'jack_lsp'")
+
+    def connect_system(self) -> None:
+        """Capture ports into our inputs, our outputs to playback ports (as many as exist)."""
+        for src, dst in zip(self.physical_ports(playback=False), self.inputs):
+            self.connect(src, dst)
+        for src, dst in zip(self.outputs, self.physical_ports(playback=True)):
+            self.connect(src, dst)
+
+    # ---- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        if lib.rt_jack_activate(self._j):
+            raise JackError("JACK refused to activate the client")
+        self.active = True
+        lib.rt_jack_recompute_latency(self._j)
+
+    def swap(self, chain) -> None:
+        """Replace the running chain: the new engine is prepared here, off the
+        audio thread, and picked up at the next cycle.  (Crossfading comes with
+        the glitch-free chain change.)"""
+        new = Engine(chain, sample_rate=self.sample_rate, block_size=max(self.period, 64),
+                     channels=self.channels)
+        with self._lock:
+            old = self.engine
+            lib.rt_jack_set_runner(self._j, new._r, new.latency)
+            self.engine = new
+            if lib.rt_jack_sync(self._j, 2000):
+                self._old.append(old)             # still possibly in use: keep it alive
+            lib.rt_jack_recompute_latency(self._j)
+
+    def close(self) -> None:
+        if self._j != ffi.NULL:
+            lib.rt_jack_close(self._j)
+            self._j = ffi.NULL
+            self.active = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- statistics -------------------------------------------------------------
+    def _raw_stats(self):
+        raw = ffi.new("rt_jack_stats *")
+        lib.rt_jack_get_stats(self._j, raw)
+        return raw
+
+    def recent_callback_us(self, n: int = 8192) -> np.ndarray:
+        buf = np.zeros(n, dtype=np.float32)
+        got = lib.rt_jack_recent_times(self._j, ffi.cast("float *", buf.ctypes.data), n)
+        return buf[:got]
+
+    def stats(self) -> JackStats:
+        return _stats(self._raw_stats(), self.recent_callback_us())
+
+    @property
+    def server_gone(self) -> bool:
+        return bool(self._raw_stats().shutdown)
+
+    def wait_cycles(self, n: int, timeout: float = 10.0) -> None:
+        """Block (control thread) until n more callbacks have run."""
+        target = self._raw_stats().cycles + n
+        end = time.monotonic() + timeout
+        while self._raw_stats().cycles < target:
+            if self.server_gone:
+                raise JackError("the JACK server went away")
+            if time.monotonic() > end:
+                raise JackError(f"JACK ran fewer than {n} cycles in {timeout} s")
+            time.sleep(0.002)
+
+
+class Peer:
+    """A C JACK client for tests and benchmarks: 'player' plays a planar
+    buffer once armed, 'recorder' records into one from its first cycle,
+    'thru' copies inputs to outputs (a baseline)."""
+
+    MODES = {"player": 0, "recorder": 1, "thru": 2}
+
+    def __init__(self, mode: str, buf: np.ndarray | None = None, ports: int = 2,
+                 client_name: str = "rt_peer", server: str | None = None):
+        err = _err_buf()
+        if lib.rt_jack_load(ffi.NULL, err, ERRLEN):
+            raise JackError(ffi.string(err).decode())
+        if buf is not None:
+            if buf.dtype != np.float32 or not buf.flags.c_contiguous or buf.ndim != 2:
+                raise ValueError("peer buffer must be a C-contiguous (ports, frames) float32 array")
+            ports = buf.shape[0]
+        self.buf = buf
+        ptr = ffi.cast("float *", buf.ctypes.data) if buf is not None else ffi.NULL
+        stride = buf.shape[1] if buf is not None else 0
+        self._p = lib.rt_peer_open(client_name.encode(), (server or "").encode() or ffi.NULL,
+                                   self.MODES[mode], ports, ptr, stride, err, ERRLEN)
+        if self._p == ffi.NULL:
+            raise JackError(ffi.string(err).decode())
+        self.mode, self.ports = mode, ports
+
+    def port(self, is_output: bool, index: int) -> str:
+        return _str(lib.rt_peer_port_name(self._p, 1 if is_output else 0, index))
+
+    def activate(self) -> None:
+        if lib.rt_peer_activate(self._p):
+            raise JackError("JACK refused to activate the peer")
+
+    def connect(self, source: str, destination: str) -> None:
+        err = lib.rt_peer_connect(self._p, source.encode(), destination.encode())
+        if err and err != 17:
+            raise JackError(f"cannot connect {source} -> {destination} (JACK error {err})")
+
+    def arm(self) -> None:
+        lib.rt_peer_arm(self._p)
+
+    @property
+    def start_time(self) -> int:
+        return int(lib.rt_peer_start_time(self._p))
+
+    @property
+    def frames(self) -> int:
+        return int(lib.rt_peer_frames(self._p))
+
+    def stats(self) -> JackStats:
+        raw = ffi.new("rt_jack_stats *")
+        lib.rt_peer_get_stats(self._p, raw)
+        buf = np.zeros(8192, dtype=np.float32)
+        got = lib.rt_peer_recent_times(self._p, ffi.cast("float *", buf.ctypes.data), 8192)
+        return _stats(raw, buf[:got])
+
+    def close(self) -> None:
+        if self._p != ffi.NULL:
+            lib.rt_peer_close(self._p)
+            self._p = ffi.NULL

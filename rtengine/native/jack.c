@@ -1,0 +1,526 @@
+/* JACK backend (see jack.h).  libjack is opened with dlopen; the few
+ * declarations below restate the JACK API's types and entry points. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "runner.h"
+#include "jack.h"
+
+/* ---- the part of the JACK API this file uses ------------------------------ */
+typedef uint32_t jack_nframes_t;
+typedef struct rt_jack_client jack_client_t;     /* opaque */
+typedef struct rt_jack_port jack_port_t;         /* opaque */
+typedef int jack_status_t;
+typedef int jack_options_t;
+typedef int jack_latency_mode_t;                 /* 0 capture, 1 playback */
+typedef struct { jack_nframes_t min, max; } jack_latency_range_t;
+typedef int (*JackProcessCallback)(jack_nframes_t nframes, void *arg);
+typedef int (*JackXRunCallback)(void *arg);
+typedef int (*JackNframesCallback)(jack_nframes_t nframes, void *arg);
+typedef void (*JackShutdownCallback)(void *arg);
+typedef void (*JackLatencyCallback)(jack_latency_mode_t mode, void *arg);
+
+enum { JackNoStartServer = 0x01, JackServerName = 0x04 };
+enum { JackPortIsInput = 0x1, JackPortIsOutput = 0x2, JackPortIsPhysical = 0x4 };
+enum { JackCaptureLatency = 0, JackPlaybackLatency = 1 };
+#define JACK_AUDIO "32 bit float mono audio"
+#define JACK_MIDI "8 bit raw midi"
+
+static struct {
+    void *lib;
+    jack_client_t *(*client_open)(const char *, jack_options_t, jack_status_t *, ...);
+    int (*client_close)(jack_client_t *);
+    const char *(*get_client_name)(jack_client_t *);
+    jack_port_t *(*port_register)(jack_client_t *, const char *, const char *, unsigned long,
+                                  unsigned long);
+    void *(*port_get_buffer)(jack_port_t *, jack_nframes_t);
+    const char *(*port_name)(const jack_port_t *);
+    int (*set_process_callback)(jack_client_t *, JackProcessCallback, void *);
+    int (*set_xrun_callback)(jack_client_t *, JackXRunCallback, void *);
+    int (*set_buffer_size_callback)(jack_client_t *, JackNframesCallback, void *);
+    int (*set_sample_rate_callback)(jack_client_t *, JackNframesCallback, void *);
+    int (*set_latency_callback)(jack_client_t *, JackLatencyCallback, void *);
+    void (*on_shutdown)(jack_client_t *, JackShutdownCallback, void *);
+    void (*port_get_latency_range)(jack_port_t *, jack_latency_mode_t, jack_latency_range_t *);
+    void (*port_set_latency_range)(jack_port_t *, jack_latency_mode_t, jack_latency_range_t *);
+    int (*recompute_total_latencies)(jack_client_t *);
+    int (*activate)(jack_client_t *);
+    int (*deactivate)(jack_client_t *);
+    jack_nframes_t (*get_sample_rate)(jack_client_t *);
+    jack_nframes_t (*get_buffer_size)(jack_client_t *);
+    int (*connect)(jack_client_t *, const char *, const char *);
+    const char **(*get_ports)(jack_client_t *, const char *, const char *, unsigned long);
+    void (*free)(void *);
+    jack_nframes_t (*last_frame_time)(const jack_client_t *);
+    void (*set_error_function)(void (*)(const char *));
+    void (*set_info_function)(void (*)(const char *));
+    jack_port_t *(*port_by_name)(jack_client_t *, const char *);
+    uint32_t (*midi_get_event_count)(void *);
+    void (*midi_clear_buffer)(void *);
+} J;
+
+static void rt_jack_quiet(const char *msg) { (void)msg; }   /* errors are returned instead */
+
+int rt_jack_load(const char *libpath, char *err, int32_t errlen)
+{
+    if (J.lib) return 0;
+    const char *names[] = {libpath, "libjack.so.0", "libjack.so", NULL};
+    void *lib = NULL;
+    for (int i = libpath ? 0 : 1; names[i] && !lib; i++) lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(err, (size_t)errlen, "cannot load libjack (%s): install libjack-jackd2-0 "
+                 "(JACK) or pipewire-jack and run under pw-jack", dlerror());
+        return -1;
+    }
+#define SYM(field, name) \
+    do { *(void **)(&J.field) = dlsym(lib, name); \
+         if (!J.field) { snprintf(err, (size_t)errlen, "libjack lacks %s", name); \
+                         dlclose(lib); memset(&J, 0, sizeof J); return -1; } } while (0)
+    SYM(client_open, "jack_client_open");
+    SYM(client_close, "jack_client_close");
+    SYM(get_client_name, "jack_get_client_name");
+    SYM(port_register, "jack_port_register");
+    SYM(port_get_buffer, "jack_port_get_buffer");
+    SYM(port_name, "jack_port_name");
+    SYM(set_process_callback, "jack_set_process_callback");
+    SYM(set_xrun_callback, "jack_set_xrun_callback");
+    SYM(set_buffer_size_callback, "jack_set_buffer_size_callback");
+    SYM(set_sample_rate_callback, "jack_set_sample_rate_callback");
+    SYM(set_latency_callback, "jack_set_latency_callback");
+    SYM(on_shutdown, "jack_on_shutdown");
+    SYM(port_get_latency_range, "jack_port_get_latency_range");
+    SYM(port_set_latency_range, "jack_port_set_latency_range");
+    SYM(recompute_total_latencies, "jack_recompute_total_latencies");
+    SYM(activate, "jack_activate");
+    SYM(deactivate, "jack_deactivate");
+    SYM(get_sample_rate, "jack_get_sample_rate");
+    SYM(get_buffer_size, "jack_get_buffer_size");
+    SYM(connect, "jack_connect");
+    SYM(get_ports, "jack_get_ports");
+    SYM(free, "jack_free");
+    SYM(last_frame_time, "jack_last_frame_time");
+    SYM(set_error_function, "jack_set_error_function");
+    SYM(set_info_function, "jack_set_info_function");
+    SYM(port_by_name, "jack_port_by_name");
+    SYM(midi_get_event_count, "jack_midi_get_event_count");
+    SYM(midi_clear_buffer, "jack_midi_clear_buffer");
+#undef SYM
+    J.lib = lib;
+    J.set_error_function(rt_jack_quiet);
+    J.set_info_function(rt_jack_quiet);
+    return 0;
+}
+
+static uint64_t rt_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Counters and a ring of callback durations, shared by both client kinds. */
+typedef struct rt_meter {
+    rt_jack_stats s;
+    float times_us[RT_JACK_TIMES];
+    uint32_t head;                      /* next slot; written by the callback only */
+} rt_meter;
+
+static void rt_meter_cycle(rt_meter *m, uint64_t t0, jack_nframes_t n)
+{
+    uint64_t dt = rt_ns() - t0;
+    uint32_t h = __atomic_load_n(&m->head, __ATOMIC_RELAXED);
+    m->times_us[h % RT_JACK_TIMES] = (float)((double)dt * 1e-3);
+    __atomic_store_n(&m->head, h + 1, __ATOMIC_RELEASE);
+    uint32_t rate = __atomic_load_n(&m->s.sample_rate, __ATOMIC_RELAXED);
+    if (rate && (double)dt * 1e-9 * rate > (double)n)
+        __atomic_add_fetch(&m->s.deadline_misses, 1, __ATOMIC_RELAXED);
+    if (dt > m->s.max_ns) __atomic_store_n(&m->s.max_ns, dt, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->s.frames, n, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->s.cycles, 1, __ATOMIC_RELEASE);
+}
+
+static int32_t rt_meter_recent(rt_meter *m, float *dst, int32_t max)
+{
+    uint32_t h = __atomic_load_n(&m->head, __ATOMIC_ACQUIRE);
+    uint32_t n = h < RT_JACK_TIMES ? h : RT_JACK_TIMES;
+    if ((uint32_t)max < n) n = (uint32_t)max;
+    for (uint32_t i = 0; i < n; i++) dst[i] = m->times_us[(h - n + i) % RT_JACK_TIMES];
+    return (int32_t)n;
+}
+
+static int rt_on_xrun(void *arg)
+{
+    rt_meter *m = arg;
+    __atomic_add_fetch(&m->s.xruns, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static int rt_on_bufsize(jack_nframes_t n, void *arg)
+{
+    rt_meter *m = arg;
+    __atomic_store_n(&m->s.period, n, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static int rt_on_rate(jack_nframes_t n, void *arg)
+{
+    rt_meter *m = arg;
+    uint32_t old = __atomic_exchange_n(&m->s.sample_rate, n, __ATOMIC_RELAXED);
+    if (old && old != n) __atomic_store_n(&m->s.rate_changed, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void rt_on_shutdown(void *arg)
+{
+    rt_meter *m = arg;
+    __atomic_store_n(&m->s.shutdown, 1, __ATOMIC_RELEASE);
+}
+
+/* ---- the engine client -------------------------------------------------------- */
+#define RT_SCRATCH 4096                 /* frames per runner call; longer periods loop */
+
+struct rt_jack {
+    rt_meter m;                         /* first member: callbacks take either */
+    jack_client_t *client;
+    int32_t nin, nout;
+    jack_port_t *in[RT_JACK_MAX_PORTS], *out[RT_JACK_MAX_PORTS];
+    jack_port_t *midi_in, *midi_out;
+    void *runner;                       /* rt_runner *, swapped atomically */
+    int32_t latency;
+    int32_t active;
+    float io[RT_JACK_MAX_PORTS * RT_SCRATCH];
+};
+
+static int rt_jack_process(jack_nframes_t n, void *arg)
+{
+    rt_jack *j = arg;
+    uint64_t t0 = rt_ns();
+    rt_runner *r = __atomic_load_n((rt_runner **)&j->runner, __ATOMIC_ACQUIRE);
+    const float *in[RT_JACK_MAX_PORTS];
+    float *out[RT_JACK_MAX_PORTS];
+    for (int32_t c = 0; c < j->nin; c++) in[c] = J.port_get_buffer(j->in[c], n);
+    for (int32_t c = 0; c < j->nout; c++) out[c] = J.port_get_buffer(j->out[c], n);
+    /* MIDI is read by the control side in a later slice; keep the out port clean */
+    J.midi_clear_buffer(J.port_get_buffer(j->midi_out, n));
+    if (!r || r->nch != j->nin || j->nin != j->nout) {
+        for (int32_t c = 0; c < j->nout; c++) {
+            if (c < j->nin) memcpy(out[c], in[c], sizeof(float) * n);
+            else memset(out[c], 0, sizeof(float) * n);
+        }
+    } else {
+        for (jack_nframes_t done = 0; done < n;) {
+            jack_nframes_t m = n - done < RT_SCRATCH ? n - done : RT_SCRATCH;
+            for (int32_t c = 0; c < j->nin; c++)
+                memcpy(j->io + (int64_t)c * RT_SCRATCH, in[c] + done, sizeof(float) * m);
+            rt_runner_process(r, j->io, RT_SCRATCH, (int32_t)m);
+            for (int32_t c = 0; c < j->nout; c++)
+                memcpy(out[c] + done, j->io + (int64_t)c * RT_SCRATCH, sizeof(float) * m);
+            done += m;
+        }
+    }
+    rt_meter_cycle(&j->m, t0, n);
+    return 0;
+}
+
+/* A stage that delays by L: capture latency of our outputs is that of our
+ * inputs plus L; playback latency of our inputs is that of our outputs plus L. */
+static void rt_jack_latency(jack_latency_mode_t mode, void *arg)
+{
+    rt_jack *j = arg;
+    jack_nframes_t L = (jack_nframes_t)__atomic_load_n(&j->latency, __ATOMIC_RELAXED);
+    jack_latency_range_t range = {UINT32_MAX, 0}, rr;
+    jack_port_t **from = mode == JackCaptureLatency ? j->in : j->out;
+    jack_port_t **to = mode == JackCaptureLatency ? j->out : j->in;
+    int32_t nfrom = mode == JackCaptureLatency ? j->nin : j->nout;
+    int32_t nto = mode == JackCaptureLatency ? j->nout : j->nin;
+    for (int32_t c = 0; c < nfrom; c++) {
+        J.port_get_latency_range(from[c], mode, &rr);
+        if (rr.min < range.min) range.min = rr.min;
+        if (rr.max > range.max) range.max = rr.max;
+    }
+    if (range.min > range.max) range.min = range.max = 0;
+    range.min += L;
+    range.max += L;
+    for (int32_t c = 0; c < nto; c++) J.port_set_latency_range(to[c], mode, &range);
+}
+
+static jack_client_t *rt_open_client(const char *name, const char *server, char *err,
+                                     int32_t errlen)
+{
+    if (rt_jack_load(NULL, err, errlen)) return NULL;
+    jack_status_t status = 0;
+    jack_client_t *c = server && *server
+        ? J.client_open(name, JackNoStartServer | JackServerName, &status, server)
+        : J.client_open(name, JackNoStartServer, &status);
+    if (!c)
+        snprintf(err, (size_t)errlen, "cannot connect to the JACK server%s%s (status 0x%x): "
+                 "is it running? start one with 'jackd -d dummy' (or -d alsa), or use "
+                 "PipeWire's pw-jack", server && *server ? " " : "",
+                 server && *server ? server : "", (unsigned)status);
+    return c;
+}
+
+static int rt_register(jack_client_t *c, jack_port_t **dst, const char *fmt, int32_t n,
+                       const char *type, unsigned long flags, char *err, int32_t errlen)
+{
+    char name[64];
+    for (int32_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, fmt, i + 1);
+        dst[i] = J.port_register(c, name, type, flags, 0);
+        if (!dst[i]) {
+            snprintf(err, (size_t)errlen, "JACK refused to register port %s", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+rt_jack *rt_jack_open(const char *client_name, const char *server_name, int32_t nin,
+                      int32_t nout, char *err, int32_t errlen)
+{
+    if (nin < 0 || nout < 0 || nin > RT_JACK_MAX_PORTS || nout > RT_JACK_MAX_PORTS) {
+        snprintf(err, (size_t)errlen, "port counts must be 0..%d", RT_JACK_MAX_PORTS);
+        return NULL;
+    }
+    rt_jack *j = calloc(1, sizeof *j);
+    if (!j) { snprintf(err, (size_t)errlen, "out of memory"); return NULL; }
+    j->client = rt_open_client(client_name, server_name, err, errlen);
+    if (!j->client) { free(j); return NULL; }
+    j->nin = nin;
+    j->nout = nout;
+    if (rt_register(j->client, j->in, "in_%d", nin, JACK_AUDIO, JackPortIsInput, err, errlen) ||
+        rt_register(j->client, j->out, "out_%d", nout, JACK_AUDIO, JackPortIsOutput, err, errlen) ||
+        rt_register(j->client, &j->midi_in, "midi_in", 1, JACK_MIDI, JackPortIsInput, err, errlen) ||
+        rt_register(j->client, &j->midi_out, "midi_out", 1, JACK_MIDI, JackPortIsOutput, err,
+                    errlen)) {
+        J.client_close(j->client);
+        free(j);
+        return NULL;
+    }
+    j->m.s.sample_rate = J.get_sample_rate(j->client);
+    j->m.s.period = J.get_buffer_size(j->client);
+    J.set_process_callback(j->client, rt_jack_process, j);
+    J.set_xrun_callback(j->client, rt_on_xrun, &j->m);
+    J.set_buffer_size_callback(j->client, rt_on_bufsize, &j->m);
+    J.set_sample_rate_callback(j->client, rt_on_rate, &j->m);
+    J.set_latency_callback(j->client, rt_jack_latency, j);
+    J.on_shutdown(j->client, rt_on_shutdown, &j->m);
+    return j;
+}
+
+void rt_jack_set_runner(rt_jack *j, void *runner, int32_t latency)
+{
+    __atomic_store_n(&j->latency, latency, __ATOMIC_RELAXED);
+    __atomic_store_n(&j->runner, runner, __ATOMIC_RELEASE);
+    __atomic_store_n(&j->m.s.running, runner ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+int rt_jack_sync(rt_jack *j, int32_t timeout_ms)
+{
+    if (!j->active || __atomic_load_n(&j->m.s.shutdown, __ATOMIC_ACQUIRE)) return 0;
+    uint64_t c0 = __atomic_load_n(&j->m.s.cycles, __ATOMIC_ACQUIRE);
+    uint64_t deadline = rt_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct timespec nap = {0, 200000};
+    while (__atomic_load_n(&j->m.s.cycles, __ATOMIC_ACQUIRE) < c0 + 2) {
+        if (__atomic_load_n(&j->m.s.shutdown, __ATOMIC_ACQUIRE)) return 0;
+        if (rt_ns() > deadline) return -1;
+        nanosleep(&nap, NULL);
+    }
+    return 0;
+}
+
+int rt_jack_activate(rt_jack *j)
+{
+    int e = J.activate(j->client);
+    if (!e) j->active = 1;
+    return e;
+}
+
+int rt_jack_connect(rt_jack *j, const char *source, const char *destination)
+{
+    return J.connect(j->client, source, destination);
+}
+
+const char *rt_jack_port_name(rt_jack *j, int32_t kind, int32_t idx)
+{
+    switch (kind) {
+    case 0: return idx >= 0 && idx < j->nin ? J.port_name(j->in[idx]) : NULL;
+    case 1: return idx >= 0 && idx < j->nout ? J.port_name(j->out[idx]) : NULL;
+    case 2: return J.port_name(j->midi_in);
+    case 3: return J.port_name(j->midi_out);
+    default: return NULL;
+    }
+}
+
+const char *rt_jack_client_name(rt_jack *j) { return J.get_client_name(j->client); }
+
+int32_t rt_jack_physical_ports(rt_jack *j, int32_t flags, char *buf, int32_t max)
+{
+    unsigned long f = JackPortIsPhysical | (flags == 1 ? JackPortIsInput : JackPortIsOutput);
+    const char **ports = J.get_ports(j->client, NULL, JACK_AUDIO, f);
+    int32_t n = 0;
+    if (!ports) return 0;
+    for (; ports[n] && n < max; n++) {
+        strncpy(buf + (int64_t)n * 256, ports[n], 255);
+        buf[(int64_t)n * 256 + 255] = 0;
+    }
+    J.free(ports);
+    return n;
+}
+
+int rt_jack_port_latency(rt_jack *j, const char *port, int32_t playback, uint32_t *min,
+                         uint32_t *max)
+{
+    jack_port_t *p = J.port_by_name(j->client, port);
+    if (!p) return -1;
+    jack_latency_range_t r;
+    J.port_get_latency_range(p, playback ? JackPlaybackLatency : JackCaptureLatency, &r);
+    *min = r.min;
+    *max = r.max;
+    return 0;
+}
+
+void rt_jack_get_stats(rt_jack *j, rt_jack_stats *out)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    *out = j->m.s;
+    out->latency = __atomic_load_n(&j->latency, __ATOMIC_RELAXED);
+}
+
+int32_t rt_jack_recent_times(rt_jack *j, float *dst, int32_t max)
+{
+    return rt_meter_recent(&j->m, dst, max);
+}
+
+void rt_jack_recompute_latency(rt_jack *j)
+{
+    if (!__atomic_load_n(&j->m.s.shutdown, __ATOMIC_ACQUIRE))
+        J.recompute_total_latencies(j->client);
+}
+
+void rt_jack_close(rt_jack *j)
+{
+    if (!j) return;
+    /* after a server shutdown the client only needs closing */
+    if (j->active && !__atomic_load_n(&j->m.s.shutdown, __ATOMIC_ACQUIRE))
+        J.deactivate(j->client);
+    J.client_close(j->client);
+    free(j);
+}
+
+/* ---- peer client ----------------------------------------------------------------- */
+struct rt_peer {
+    rt_meter m;
+    jack_client_t *client;
+    int32_t mode, nports;
+    jack_port_t *in[RT_JACK_MAX_PORTS], *out[RT_JACK_MAX_PORTS];
+    float *buf;
+    int64_t stride;
+    int64_t pos;                        /* frames played or recorded */
+    int64_t start;                      /* frame time of the first such frame, -1 before */
+    int32_t armed;
+};
+
+static int rt_peer_process(jack_nframes_t n, void *arg)
+{
+    rt_peer *p = arg;
+    uint64_t t0 = rt_ns();
+    if (p->mode == 2) {
+        for (int32_t c = 0; c < p->nports; c++)
+            memcpy(J.port_get_buffer(p->out[c], n), J.port_get_buffer(p->in[c], n),
+                   sizeof(float) * n);
+    } else {
+        int go = p->mode == 1 || __atomic_load_n(&p->armed, __ATOMIC_ACQUIRE);
+        int64_t pos = p->pos;
+        int64_t m = go ? (p->stride - pos < (int64_t)n ? p->stride - pos : (int64_t)n) : 0;
+        if (go && pos == 0 && p->start < 0)
+            __atomic_store_n(&p->start, (int64_t)J.last_frame_time(p->client), __ATOMIC_RELEASE);
+        for (int32_t c = 0; c < p->nports; c++) {
+            float *b = p->buf + (int64_t)c * p->stride + pos;
+            if (p->mode == 0) {
+                float *o = J.port_get_buffer(p->out[c], n);
+                if (m > 0) memcpy(o, b, sizeof(float) * (size_t)m);
+                int64_t k = m > 0 ? m : 0;
+                if ((int64_t)n > k) memset(o + k, 0, sizeof(float) * (size_t)((int64_t)n - k));
+            } else if (m > 0) {
+                memcpy(b, J.port_get_buffer(p->in[c], n), sizeof(float) * (size_t)m);
+            }
+        }
+        if (m > 0) __atomic_store_n(&p->pos, pos + m, __ATOMIC_RELEASE);
+    }
+    rt_meter_cycle(&p->m, t0, n);
+    return 0;
+}
+
+rt_peer *rt_peer_open(const char *client_name, const char *server_name, int32_t mode,
+                      int32_t nports, float *buf, int64_t stride, char *err, int32_t errlen)
+{
+    if (mode < 0 || mode > 2 || nports < 1 || nports > RT_JACK_MAX_PORTS ||
+        (mode != 2 && (!buf || stride < 1))) {
+        snprintf(err, (size_t)errlen, "bad peer arguments");
+        return NULL;
+    }
+    rt_peer *p = calloc(1, sizeof *p);
+    if (!p) { snprintf(err, (size_t)errlen, "out of memory"); return NULL; }
+    p->client = rt_open_client(client_name, server_name, err, errlen);
+    if (!p->client) { free(p); return NULL; }
+    p->mode = mode;
+    p->nports = nports;
+    p->buf = buf;
+    p->stride = stride;
+    p->start = -1;
+    if ((mode != 0 && rt_register(p->client, p->in, "in_%d", nports, JACK_AUDIO,
+                                  JackPortIsInput, err, errlen)) ||
+        (mode != 1 && rt_register(p->client, p->out, "out_%d", nports, JACK_AUDIO,
+                                  JackPortIsOutput, err, errlen))) {
+        J.client_close(p->client);
+        free(p);
+        return NULL;
+    }
+    p->m.s.sample_rate = J.get_sample_rate(p->client);
+    p->m.s.period = J.get_buffer_size(p->client);
+    J.set_process_callback(p->client, rt_peer_process, p);
+    J.set_xrun_callback(p->client, rt_on_xrun, &p->m);
+    J.set_buffer_size_callback(p->client, rt_on_bufsize, &p->m);
+    J.on_shutdown(p->client, rt_on_shutdown, &p->m);
+    return p;
+}
+
+int rt_peer_activate(rt_peer *p) { return J.activate(p->client); }
+int rt_peer_connect(rt_peer *p, const char *source, const char *destination)
+{
+    return J.connect(p->client, source, destination);
+}
+void rt_peer_arm(rt_peer *p) { __atomic_store_n(&p->armed, 1, __ATOMIC_RELEASE); }
+int64_t rt_peer_start_time(rt_peer *p) { return __atomic_load_n(&p->start, __ATOMIC_ACQUIRE); }
+int64_t rt_peer_frames(rt_peer *p) { return __atomic_load_n(&p->pos, __ATOMIC_ACQUIRE); }
+
+const char *rt_peer_port_name(rt_peer *p, int32_t is_output, int32_t idx)
+{
+    if (idx < 0 || idx >= p->nports) return NULL;
+    jack_port_t *port = is_output ? p->out[idx] : p->in[idx];
+    return port ? J.port_name(port) : NULL;
+}
+
+void rt_peer_get_stats(rt_peer *p, rt_jack_stats *out)
+{
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    *out = p->m.s;
+}
+
+int32_t rt_peer_recent_times(rt_peer *p, float *dst, int32_t max)
+{
+    return rt_meter_recent(&p->m, dst, max);
+}
+
+void rt_peer_close(rt_peer *p)
+{
+    if (!p) return;
+    if (!__atomic_load_n(&p->m.s.shutdown, __ATOMIC_ACQUIRE))
+        J.deactivate(p->client);
+    J.client_close(p->client);
+    free(p);
+}
