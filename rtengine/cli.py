@@ -95,6 +95,19 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    from .live import run
+    if args.channels < 1:
+        print("rtengine: error: --channels must be at least 1", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+def _cmd_status(args) -> int:
+    from .live import status
+    return status(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rtengine", description="Real-time audio plugin host")
     ap.add_argument("--version", action="version", version=f"rtengine {__version__}")
@@ -109,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subtype", default=None,
                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     p.set_defaults(func=_cmd_render)
+    p = sub.add_parser("run", help="run a chain live as a JACK client")
+    p.add_argument("--chain", required=True, help="chain file (TOML)")
+    p.add_argument("--name", default="rtengine", help="JACK client name (default rtengine)")
+    p.add_argument("--server", default=None, help="JACK server name (default: the default server)")
+    p.add_argument("--channels", type=int, default=2, help="audio inputs and outputs (default 2)")
+    p.add_argument("--connect-in", default="system",
+                   help="'system' (capture ports), 'none', or comma-separated port names")
+    p.add_argument("--connect-out", default="system",
+                   help="'system' (playback ports), 'none', or comma-separated port names")
+    p.add_argument("--reconnect", action="store_true",
+                   help="wait for the JACK server and reconnect when it goes away")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--status-interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("status", help="statistics of running engines")
+    p.add_argument("--name", default=None, help="only the engine with this client name")
+    p.add_argument("--json", action="store_true", help="one JSON object per engine")
+    p.set_defaults(func=_cmd_status)
     p = sub.add_parser("demo", help="render generated music through the demo chain")
     p.add_argument("out_dir", nargs="?", default="out", help="folder for demo_in/out.wav")
     p.add_argument("--seconds", type=float, default=10.0)

@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -10,16 +11,35 @@ import pytest
 from rtengine.backends.jack import JackError, Peer
 
 
+def clean_stale_shm():
+    """A jackd killed with SIGKILL leaves its shared memory behind, and jackd2
+    refuses to start once eight servers are registered.  With no jackd
+    running, every JACK segment in /dev/shm is stale: remove them."""
+    if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode == 0:
+        return
+    for name in os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else ():
+        if name == "jack-shm-registry" or name.startswith(("jack_", "jack-")):
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+            except OSError:
+                pass
+
+
 class JackServer:
     def __init__(self, rate=48000, period=64):
         if shutil.which("jackd") is None:
             pytest.fail("jackd is not installed: ./run.sh installs jackd2 (as root) or prints "
                         "the apt-get line")
+        clean_stale_shm()
         self.name = f"rt_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.rate, self.period = rate, period
+        # the server's messages go to a file: a pipe nobody reads fills up and
+        # then blocks jackd
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{self.name}_", suffix=".log",
+                                               delete=False)
         self.proc = subprocess.Popen(
             ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(rate),
-             "-p", str(period)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             "-p", str(period)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -28,8 +48,8 @@ class JackServer:
                 break
             except JackError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    out = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
                     self.stop()
+                    out = open(self.log.name, errors="replace").read()
                     pytest.fail(f"jackd did not start: {out[-2000:]}")
                 time.sleep(0.05)
 
@@ -44,3 +64,8 @@ class JackServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass

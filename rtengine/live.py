@@ -1,0 +1,140 @@
+"""`rtengine run` and `rtengine status`: the engine as a live JACK client."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .backends.jack import JackBackend, JackError
+from .chain import Chain
+
+EXIT_SERVER_GONE = 3
+
+
+def status_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/rtengine-{os.getuid()}"
+    d = Path(base) / "rtengine"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def _status_path(client: str) -> Path:
+    return status_dir() / f"{client}.json"
+
+
+def _write_status(be: JackBackend, chain_path: str, started: float) -> Path:
+    st = be.stats()
+    data = {"pid": os.getpid(), "client": be.client_name, "server": be.server or "default",
+            "chain": chain_path, "started": started, "updated": time.time(),
+            "channels": be.channels, "inputs": be.inputs, "outputs": be.outputs,
+            "latency_samples": be.engine.latency, **st.as_dict()}
+    path = _status_path(be.client_name)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def _connect(be: JackBackend, inputs: str, outputs: str) -> None:
+    if inputs == "system":
+        for src, dst in zip(be.physical_ports(playback=False), be.inputs):
+            be.connect(src, dst)
+    elif inputs != "none":
+        for src, dst in zip(inputs.split(","), be.inputs):
+            be.connect(src.strip(), dst)
+    if outputs == "system":
+        for src, dst in zip(be.outputs, be.physical_ports(playback=True)):
+            be.connect(src, dst)
+    elif outputs != "none":
+        for src, dst in zip(be.outputs, outputs.split(",")):
+            be.connect(src, dst.strip())
+
+
+def run(args) -> int:
+    chain = Chain.load(args.chain)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.time()
+    deadline = time.monotonic() + args.duration if args.duration else None
+    while True:
+        try:
+            be = JackBackend(chain, args.channels, args.name, args.server)
+        except JackError as exc:
+            if not args.reconnect or stop["now"]:
+                raise
+            print(f"rtengine: {exc}; retrying in 1 s (--reconnect)", file=sys.stderr)
+            time.sleep(1.0)
+            continue
+        path = None
+        try:
+            be.start()
+            _connect(be, args.connect_in, args.connect_out)
+            print(f"rtengine: running {args.chain} as JACK client '{be.client_name}': "
+                  f"{be.sample_rate} Hz, period {be.period}, latency {be.engine.latency} samples "
+                  f"({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
+                  f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)
+            while not stop["now"]:
+                path = _write_status(be, args.chain, started)
+                if be.server_gone:
+                    break
+                if deadline and time.monotonic() > deadline:
+                    stop["now"] = True
+                    break
+                time.sleep(args.status_interval)
+            gone = be.server_gone
+            st = be.stats()
+        finally:
+            be.close()
+            if path is not None:
+                path.unlink(missing_ok=True)
+        if not gone:
+            print(f"rtengine: stopped after {st.cycles} cycles, {st.xruns} xruns, callback "
+                  f"median {st.callback_us_median:.1f} us, p99 {st.callback_us_p99:.1f} us, "
+                  f"max {st.callback_us_max:.1f} us", file=sys.stderr)
+            return 0
+        print("rtengine: the JACK server went away" +
+              ("; reconnecting (--reconnect)" if args.reconnect else
+               "; exiting (use --reconnect to wait for it)"), file=sys.stderr)
+        if not args.reconnect:
+            return EXIT_SERVER_GONE
+
+
+def status(args) -> int:
+    found = []
+    for path in sorted(status_dir().glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        try:
+            os.kill(int(data["pid"]), 0)
+        except (OSError, KeyError, ValueError):
+            path.unlink(missing_ok=True)             # a stale file from a dead process
+            continue
+        if args.name and data.get("client") != args.name:
+            continue
+        found.append(data)
+    if not found:
+        print("rtengine: no running engine" + (f" named {args.name}" if args.name else ""),
+              file=sys.stderr)
+        return 1
+    for d in found:
+        if args.json:
+            print(json.dumps(d))
+            continue
+        up = time.time() - d["started"]
+        print(f"{d['client']} (pid {d['pid']}, server {d['server']}): {d['chain']}, up {up:.0f} s")
+        print(f"  {d['sample_rate']} Hz, period {d['period']}, latency {d['latency_samples']} "
+              f"samples; {d['cycles']} cycles, {d['xruns']} xruns, "
+              f"{d['deadline_misses']} deadline misses")
+        print(f"  callback median {d['callback_us_median']:.1f} us, p99 "
+              f"{d['callback_us_p99']:.1f} us, max {d['callback_us_max']:.1f} us "
+              f"(period {1e6 * d['period'] / d['sample_rate']:.0f} us)")
+    return 0

@@ -1,0 +1,116 @@
+"""`rtengine run` and `rtengine status` against a real JACK server."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jackutil import JackServer
+
+CHAIN = "latency_bench/chains/reference.toml"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))     # private status folder
+    return e
+
+
+def rt(*args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "rtengine", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def wait_status(env, name, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r = subprocess.run([sys.executable, "-m", "rtengine", "status", "--json", "--name", name],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode == 0:
+            return json.loads(r.stdout.splitlines()[0])
+        time.sleep(0.2)
+    raise AssertionError(f"no status for {name}")
+
+
+def test_run_and_status(env):
+    server = JackServer()
+    try:
+        p = rt("run", "--chain", CHAIN, "--server", server.name, "--name", "live1",
+               "--connect-in", "none", "--connect-out", "none", "--duration", "4", env=env)
+        st = wait_status(env, "live1")
+        assert st["latency_samples"] == 90 and st["period"] == 64 and st["sample_rate"] == 48000
+        assert st["inputs"] == ["live1:in_1", "live1:in_2"]
+        time.sleep(1.0)
+        st = wait_status(env, "live1")
+        assert st["cycles"] > 300 and st["callback_us_p99"] < 1333
+        text = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT, env=env,
+                              capture_output=True, text=True).stdout
+        assert "live1" in text and "xruns" in text and "callback median" in text
+        out, err = p.communicate(timeout=20)
+        assert p.returncode == 0, err
+        assert "latency 90 samples" in err and "stopped after" in err
+        r = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and "no running engine" in r.stderr
+    finally:
+        server.stop()
+
+
+def test_run_exits_when_the_server_goes_away(env):
+    server = JackServer()
+    p = rt("run", "--chain", CHAIN, "--server", server.name, "--name", "live2",
+           "--connect-in", "none", "--connect-out", "none", env=env)
+    try:
+        wait_status(env, "live2")
+        server.kill()
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        server.stop()
+    assert p.returncode == 3, err
+    assert "the JACK server went away" in err and "--reconnect" in err
+
+
+def test_run_reconnects(env):
+    server = JackServer()
+    p = rt("run", "--chain", CHAIN, "--server", server.name, "--name", "live3", "--reconnect",
+           "--connect-in", "none", "--connect-out", "none", env=env)
+    try:
+        first = wait_status(env, "live3")
+        server.kill()
+        time.sleep(1.0)
+        # a new server under the name the engine waits for
+        revived = subprocess.Popen(["jackd", "-n", server.name, "--no-realtime", "-d", "dummy",
+                                    "-r", "48000", "-p", "64"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            end = time.monotonic() + 20
+            while time.monotonic() < end:
+                st = wait_status(env, "live3", timeout=20)
+                if st["updated"] > first["updated"] + 1 and st["cycles"] > 50 \
+                        and not st["shutdown"]:
+                    break
+                time.sleep(0.3)
+            assert st["cycles"] > 50 and not st["shutdown"]
+            p.send_signal(2)
+            out, err = p.communicate(timeout=20)
+            assert p.returncode == 0, err
+            assert "went away; reconnecting" in err
+        finally:
+            revived.terminate()
+            revived.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        server.stop()
+
+
+def test_run_without_server_is_a_clear_error(env):
+    p = rt("run", "--chain", CHAIN, "--server", "no_such_server", env=env)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1
+    assert "cannot connect to the JACK server no_such_server" in err
