@@ -103,6 +103,11 @@ def _cmd_run(args) -> int:
     return run(args)
 
 
+def _cmd_load(args) -> int:
+    from .live import load
+    return load(args)
+
+
 def _cmd_status(args) -> int:
     from .live import status
     return status(args)
@@ -136,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--status-interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("load", help="switch a running engine to another chain (crossfaded)")
+    p.add_argument("chain", help="chain file (TOML)")
+    p.add_argument("--name", default="rtengine", help="client name of the running engine")
+    p.set_defaults(func=_cmd_load)
     p = sub.add_parser("status", help="statistics of running engines")
     p.add_argument("--name", default=None, help="only the engine with this client name")
     p.add_argument("--json", action="store_true", help="one JSON object per engine")

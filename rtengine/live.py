@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .backends.jack import JackBackend, JackError
 from .chain import Chain
+from .errors import RtEngineError
 
 EXIT_SERVER_GONE = 3
 
@@ -53,14 +54,43 @@ def _connect(be: JackBackend, inputs: str, outputs: str) -> None:
             be.connect(src, dst.strip())
 
 
+def _request_path(client: str) -> Path:
+    return status_dir() / f"{client}.load"
+
+
+def _take_load_request(be: JackBackend, current: str) -> str:
+    """Swap in the chain named in the client's request file, if any.  A bad
+    chain is reported and the running one stays."""
+    req = _request_path(be.client_name)
+    try:
+        path = req.read_text().strip()
+        req.unlink()
+    except OSError:
+        return current
+    answer = _request_path(be.client_name).with_suffix(".answer")
+    try:
+        chain = Chain.load(path)
+        be.swap(chain)
+    except RtEngineError as exc:
+        print(f"rtengine: not loading {path}: {exc}; still running {current}", file=sys.stderr)
+        answer.write_text(f"error {exc}")
+        return current
+    print(f"rtengine: now running {path} (latency {be.engine.latency} samples; "
+          "20 ms crossfade)", file=sys.stderr)
+    answer.write_text(f"ok {path}")
+    return path
+
+
 def run(args) -> int:
     chain = Chain.load(args.chain)
     stop = {"now": False}
+    current = args.chain
 
     def on_signal(signum, frame):
         stop["now"] = True
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: None)   # wakes the loop: load request
     started = time.time()
     deadline = time.monotonic() + args.duration if args.duration else None
     while True:
@@ -81,7 +111,8 @@ def run(args) -> int:
                   f"({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
                   f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)
             while not stop["now"]:
-                path = _write_status(be, args.chain, started)
+                current = _take_load_request(be, current)
+                path = _write_status(be, current, started)
                 if be.server_gone:
                     break
                 if deadline and time.monotonic() > deadline:
@@ -104,6 +135,49 @@ def run(args) -> int:
                "; exiting (use --reconnect to wait for it)"), file=sys.stderr)
         if not args.reconnect:
             return EXIT_SERVER_GONE
+
+
+def _running(name: str | None) -> list[dict]:
+    found = []
+    for path in sorted(status_dir().glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+            os.kill(int(data["pid"]), 0)
+        except (OSError, KeyError, ValueError, json.JSONDecodeError):
+            continue
+        if name is None or data.get("client") == name:
+            found.append(data)
+    return found
+
+
+def load(args) -> int:
+    """Ask a running engine to switch to another chain file (crossfaded)."""
+    Chain.load(args.chain)                        # a bad file fails here, nothing is sent
+    engines = _running(args.name)
+    if not engines:
+        print(f"rtengine: no running engine named {args.name}", file=sys.stderr)
+        return 1
+    d = engines[0]
+    req = _request_path(d["client"])
+    answer = req.with_suffix(".answer")
+    answer.unlink(missing_ok=True)
+    req.write_text(str(Path(args.chain).resolve()))
+    os.kill(int(d["pid"]), signal.SIGUSR1)
+    end = time.time() + 10
+    while time.time() < end:
+        time.sleep(0.05)
+        try:
+            text = answer.read_text()
+        except OSError:
+            continue
+        answer.unlink(missing_ok=True)
+        if text.startswith("ok "):
+            print(f"rtengine: {d['client']} now runs {args.chain}")
+            return 0
+        print(f"rtengine: {d['client']} refused {args.chain}: {text[6:]}", file=sys.stderr)
+        return 1
+    print(f"rtengine: {d['client']} did not answer within 10 s", file=sys.stderr)
+    return 1
 
 
 def status(args) -> int:

@@ -114,3 +114,31 @@ def test_run_without_server_is_a_clear_error(env):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 1
     assert "cannot connect to the JACK server no_such_server" in err
+
+
+def test_load_switches_the_running_chain(env, tmp_path):
+    server = JackServer()
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text('[[stage]]\nplugin = "gain"\n[stage.params]\ngain_db = -12.0\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[stage]]\nplugin = "nope"\n')
+    p = rt("run", "--chain", CHAIN, "--server", server.name, "--name", "live4",
+           "--connect-in", "none", "--connect-out", "none", "--duration", "8", env=env)
+    try:
+        first = wait_status(env, "live4")
+        assert first["latency_samples"] == 90
+        r = subprocess.run([sys.executable, "-m", "rtengine", "load", str(broken), "--name",
+                            "live4"], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert r.returncode == 1 and "no plugin named 'nope'" in r.stderr
+        r = subprocess.run([sys.executable, "-m", "rtengine", "load", str(quiet), "--name",
+                            "live4"], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        st = wait_status(env, "live4")
+        assert st["chain"] == str(quiet) and st["latency_samples"] == 0
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert "now running" in err and "crossfade" in err
+    finally:
+        if p.poll() is None:
+            p.kill()
+        server.stop()

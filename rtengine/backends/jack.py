@@ -150,18 +150,31 @@ class JackBackend:
         self.active = True
         lib.rt_jack_recompute_latency(self._j)
 
-    def swap(self, chain) -> None:
-        """Replace the running chain: the new engine is prepared here, off the
-        audio thread, and picked up at the next cycle.  (Crossfading comes with
-        the glitch-free chain change.)"""
+    def swap(self, chain, fade_ms: float = 20.0, timeout: float = 5.0) -> None:
+        """Replace the running chain without a click.  The new engine is
+        prepared here, off the audio thread; the callback then runs both chains
+        and crossfades over ``fade_ms`` before dropping the old one.  Returns
+        when the fade is over (control thread)."""
         new = Engine(chain, sample_rate=self.sample_rate, block_size=max(self.period, 64),
                      channels=self.channels)
+        fade = max(0, int(round(fade_ms * 1e-3 * self.sample_rate)))
         with self._lock:
             old = self.engine
-            lib.rt_jack_set_runner(self._j, new._r, new.latency)
+            if not self.active or self.server_gone:
+                lib.rt_jack_set_runner(self._j, new._r, new.latency)
+                self.engine = new
+                return
+            done0 = lib.rt_jack_swaps_done(self._j)
+            lib.rt_jack_swap_runner(self._j, new._r, new.latency, fade)
             self.engine = new
+            end = time.monotonic() + timeout
+            while lib.rt_jack_swaps_done(self._j) == done0:
+                if self.server_gone or time.monotonic() > end:
+                    self._old.append(old)         # maybe still in use: keep it alive
+                    break
+                time.sleep(0.002)
             if lib.rt_jack_sync(self._j, 2000):
-                self._old.append(old)             # still possibly in use: keep it alive
+                self._old.append(old)
             lib.rt_jack_recompute_latency(self._j)
 
     def close(self) -> None:

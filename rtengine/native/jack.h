@@ -41,6 +41,13 @@ rt_jack *rt_jack_open(const char *client_name, const char *server_name, int32_t 
  * callback picks it up at its next cycle.  Control thread. */
 void rt_jack_set_runner(rt_jack *j, void *runner, int32_t latency);
 
+/* Hand the callback a new runner (control thread): at its next cycle it runs
+ * both chains and crossfades linearly over fade_frames (0: switch at once),
+ * then drops the old one and bumps the count rt_jack_swaps_done returns.
+ * One swap at a time: wait for the count before the next. */
+void rt_jack_swap_runner(rt_jack *j, void *runner, int32_t latency, int32_t fade_frames);
+uint32_t rt_jack_swaps_done(rt_jack *j);
+
 /* Wait (control thread, bounded by timeout_ms) until the callback has finished
  * every cycle that may have used the previous runner.  0, or -1 on timeout. */
 int rt_jack_sync(rt_jack *j, int32_t timeout_ms);
