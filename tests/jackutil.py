@@ -48,13 +48,15 @@ class JackServer:
                 break
             except JackError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
                     out = open(self.log.name, errors="replace").read()
+                    self.stop()
                     pytest.fail(f"jackd did not start: {out[-2000:]}")
                 time.sleep(0.05)
 
     def kill(self):
-        self.proc.kill()
+        """The server goes away under its clients (SIGTERM: a SIGKILL would
+        leave shared memory behind that only a restart of every jackd frees)."""
+        self.proc.terminate()
         self.proc.wait(10)
 
     def stop(self):

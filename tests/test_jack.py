@@ -224,13 +224,19 @@ class _Thru:
 
 
 def test_gil_hog_adds_no_xruns(server):
-    seconds = 4.0
-    base_xruns, _ = count_xruns(server, lambda: _Thru(server), seconds, hog=True)
-    eng_xruns, stats = count_xruns(server, lambda: _Engine(server), seconds, hog=True)
-    print(f"xruns with a GIL hog over {seconds} s: engine {eng_xruns}, pass-through {base_xruns}")
+    # alternate the two set-ups so that load from elsewhere on the machine
+    # falls on both alike
+    seconds, rounds = 2.0, 3
+    base_xruns = eng_xruns = 0
+    for _ in range(rounds):
+        base_xruns += count_xruns(server, lambda: _Thru(server), seconds, hog=True)[0]
+        n, stats = count_xruns(server, lambda: _Engine(server), seconds, hog=True)
+        eng_xruns += n
+    print(f"xruns with a GIL hog over {rounds} x {seconds} s: engine {eng_xruns}, "
+          f"pass-through {base_xruns}")
     assert stats.cycles > 0.9 * seconds * 48000 / 64 * 0.5
     # the dummy driver on a shared 2-core VM xruns now and then whatever the
     # client does: allow the baseline's own noise, no more
-    assert eng_xruns <= base_xruns + 2, (f"engine: {eng_xruns} xruns with a GIL hog, "
+    assert eng_xruns <= base_xruns + 3, (f"engine: {eng_xruns} xruns with a GIL hog, "
                                          f"pass-through client: {base_xruns}")
     assert stats.callback_us_p99 < 1333 / 4, "callback p99 should be far below one period"

@@ -25,6 +25,58 @@ class JackError(RtEngineError):
     """The JACK server is missing, refused the client, or went away."""
 
 
+MIDI_MAX = 256                      # longer messages (SysEx) are dropped on receipt
+MIDI_SEND_MAX = 4096                # longest message that can be sent
+_MIDI_BUF = 65536
+
+
+def pack_midi(messages) -> bytes:
+    """MIDI messages (bytes-like) as ring records: [u32 time][u16 size][bytes]."""
+    out = bytearray()
+    for m in messages:
+        m = bytes(m)
+        if not 0 < len(m) <= MIDI_SEND_MAX:
+            raise ValueError(f"a MIDI message must be 1..{MIDI_SEND_MAX} bytes, got {len(m)}")
+        out += (0).to_bytes(4, "little") + len(m).to_bytes(2, "little") + m
+    return bytes(out)
+
+
+def unpack_midi(data: bytes) -> list[tuple[int, bytes]]:
+    """Ring records as (frame time, message) pairs."""
+    out, off = [], 0
+    while off + 6 <= len(data):
+        t = int.from_bytes(data[off:off + 4], "little")
+        n = int.from_bytes(data[off + 4:off + 6], "little")
+        out.append((t, bytes(data[off + 6:off + 6 + n])))
+        off += 6 + n
+    return out
+
+
+class _MidiIO:
+    """Reading and sending MIDI through a client's lock-free rings."""
+
+    def _midi_init(self):
+        self._midi_buf = ffi.new("uint8_t[]", _MIDI_BUF)
+
+    def read_midi(self) -> list[tuple[int, bytes]]:
+        """Everything received on midi_in since the last call (control thread)."""
+        events = []
+        while True:
+            n = self._read_fn(self._handle, self._midi_buf, _MIDI_BUF)
+            if n <= 0:
+                return events
+            events += unpack_midi(bytes(ffi.buffer(self._midi_buf, n)))
+
+    def send_midi(self, messages) -> int:
+        """Queue messages for midi_out (sent at the next cycle); returns how many
+        were accepted (a full ring takes fewer).  Control thread."""
+        data = pack_midi(messages)
+        if not data:
+            return 0
+        took = self._send_fn(self._handle, ffi.from_buffer(data), len(data))
+        return len(unpack_midi(data[:max(took, 0)]))
+
+
 def _err_buf():
     return ffi.new("char[]", ERRLEN)
 
@@ -38,6 +90,8 @@ class JackStats:
     cycles: int
     frames: int
     xruns: int
+    midi_in: int
+    midi_dropped: int
     deadline_misses: int
     sample_rate: int
     period: int
@@ -53,13 +107,14 @@ class JackStats:
 
 def _stats(raw, times: np.ndarray) -> JackStats:
     t = times if times.size else np.zeros(1, dtype=np.float32)
-    return JackStats(int(raw.cycles), int(raw.frames), int(raw.xruns),
+    return JackStats(int(raw.cycles), int(raw.frames), int(raw.xruns), int(raw.midi_in),
+                     int(raw.midi_dropped),
                      int(raw.deadline_misses), int(raw.sample_rate), int(raw.period),
                      int(raw.latency), bool(raw.shutdown), float(np.median(t)),
                      float(np.percentile(t, 99)), float(raw.max_ns) * 1e-3)
 
 
-class JackBackend:
+class JackBackend(_MidiIO):
     """Run a chain as a JACK client.
 
     ``chain`` is anything Engine takes; the engine is built at the server's
@@ -93,6 +148,9 @@ class JackBackend:
             raise
         self._old: list[Engine] = []
         self._lock = threading.Lock()
+        self._handle, self._read_fn, self._send_fn = self._j, lib.rt_jack_midi_read, \
+            lib.rt_jack_midi_send
+        self._midi_init()
         lib.rt_jack_set_runner(self._j, self.engine._r, self.engine.latency)
         self.active = False
 
@@ -219,12 +277,13 @@ class JackBackend:
             time.sleep(0.002)
 
 
-class Peer:
+class Peer(_MidiIO):
     """A C JACK client for tests and benchmarks: 'player' plays a planar
     buffer once armed, 'recorder' records into one from its first cycle,
-    'thru' copies inputs to outputs (a baseline)."""
+    'thru' copies inputs to outputs (a baseline), 'midi' sends and receives
+    MIDI on midi_out / midi_in (a controller)."""
 
-    MODES = {"player": 0, "recorder": 1, "thru": 2}
+    MODES = {"player": 0, "recorder": 1, "thru": 2, "midi": 3}
 
     def __init__(self, mode: str, buf: np.ndarray | None = None, ports: int = 2,
                  client_name: str = "rt_peer", server: str | None = None):
@@ -243,6 +302,9 @@ class Peer:
         if self._p == ffi.NULL:
             raise JackError(ffi.string(err).decode())
         self.mode, self.ports = mode, ports
+        self._handle, self._read_fn, self._send_fn = self._p, lib.rt_peer_midi_read, \
+            lib.rt_peer_midi_send
+        self._midi_init()
 
     def port(self, is_output: bool, index: int) -> str:
         return _str(lib.rt_peer_port_name(self._p, 1 if is_output else 0, index))

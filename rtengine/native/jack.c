@@ -22,6 +22,7 @@ typedef int (*JackXRunCallback)(void *arg);
 typedef int (*JackNframesCallback)(jack_nframes_t nframes, void *arg);
 typedef void (*JackShutdownCallback)(void *arg);
 typedef void (*JackLatencyCallback)(jack_latency_mode_t mode, void *arg);
+typedef struct { jack_nframes_t time; size_t size; uint8_t *buffer; } jack_midi_event_t;
 
 enum { JackNoStartServer = 0x01, JackServerName = 0x04 };
 enum { JackPortIsInput = 0x1, JackPortIsOutput = 0x2, JackPortIsPhysical = 0x4 };
@@ -60,6 +61,8 @@ static struct {
     jack_port_t *(*port_by_name)(jack_client_t *, const char *);
     uint32_t (*midi_get_event_count)(void *);
     void (*midi_clear_buffer)(void *);
+    int (*midi_event_get)(jack_midi_event_t *, void *, uint32_t);
+    int (*midi_event_write)(void *, jack_nframes_t, const uint8_t *, size_t);
 } J;
 
 static void rt_jack_quiet(const char *msg) { (void)msg; }   /* errors are returned instead */
@@ -107,6 +110,8 @@ int rt_jack_load(const char *libpath, char *err, int32_t errlen)
     SYM(port_by_name, "jack_port_by_name");
     SYM(midi_get_event_count, "jack_midi_get_event_count");
     SYM(midi_clear_buffer, "jack_midi_clear_buffer");
+    SYM(midi_event_get, "jack_midi_event_get");
+    SYM(midi_event_write, "jack_midi_event_write");
 #undef SYM
     J.lib = lib;
     J.set_error_function(rt_jack_quiet);
@@ -119,6 +124,98 @@ static uint64_t rt_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- MIDI rings: single producer, single consumer, lock-free --------------
+ * Records are [u32 frame time][u16 size][size bytes]; a record is published
+ * whole or not at all.  RT_MIDI_RING is a power of two. */
+#define RT_MIDI_RING 65536u
+#define RT_MIDI_PER_CYCLE 512           /* events written out per cycle at most */
+#define RT_MIDI_TX_MAX 4096             /* longest message a control side may send */
+
+typedef struct rt_ring {
+    uint32_t head;                      /* written by the producer */
+    uint32_t tail;                      /* written by the consumer */
+    uint8_t data[RT_MIDI_RING];
+} rt_ring;
+
+static int rt_ring_put(rt_ring *r, uint32_t time, const uint8_t *msg, uint32_t size,
+                       uint32_t max)
+{
+    uint32_t head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    uint32_t need = 6 + size;
+    if (size == 0 || size > max || RT_MIDI_RING - (head - tail) < need) return -1;
+    uint8_t hdr[6] = {(uint8_t)time, (uint8_t)(time >> 8), (uint8_t)(time >> 16),
+                      (uint8_t)(time >> 24), (uint8_t)size, (uint8_t)(size >> 8)};
+    for (uint32_t i = 0; i < 6; i++) r->data[(head + i) & (RT_MIDI_RING - 1)] = hdr[i];
+    for (uint32_t i = 0; i < size; i++) r->data[(head + 6 + i) & (RT_MIDI_RING - 1)] = msg[i];
+    __atomic_store_n(&r->head, head + need, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Copy whole records (up to cap bytes) out of the ring; returns bytes copied. */
+static int32_t rt_ring_get(rt_ring *r, uint8_t *dst, int32_t cap)
+{
+    uint32_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+    int32_t got = 0;
+    while (head - tail >= 6) {
+        uint32_t size = r->data[(tail + 4) & (RT_MIDI_RING - 1)] |
+                        (uint32_t)r->data[(tail + 5) & (RT_MIDI_RING - 1)] << 8;
+        if (got + 6 + (int32_t)size > cap) break;
+        for (uint32_t i = 0; i < 6 + size; i++) dst[got + i] = r->data[(tail + i) & (RT_MIDI_RING - 1)];
+        got += 6 + (int32_t)size;
+        tail += 6 + size;
+    }
+    __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
+    return got;
+}
+
+/* Producer side for a control thread writing many records (serialised by
+ * the caller): the same as rt_ring_put. */
+static int32_t rt_ring_put_records(rt_ring *r, const uint8_t *src, int32_t len)
+{
+    int32_t off = 0;
+    while (off + 6 <= len) {
+        uint32_t size = src[off + 4] | (uint32_t)src[off + 5] << 8;
+        if (off + 6 + (int32_t)size > len) return -1;
+        uint32_t time = src[off] | (uint32_t)src[off + 1] << 8 | (uint32_t)src[off + 2] << 16 |
+                        (uint32_t)src[off + 3] << 24;
+        if (rt_ring_put(r, time, src + off + 6, size, RT_MIDI_TX_MAX)) return off;
+        off += 6 + (int32_t)size;
+    }
+    return off;
+}
+
+/* Audio thread: port events into the ring (too long or no room: dropped). */
+static void rt_midi_to_ring(void *port_buf, rt_ring *r, uint32_t base, uint64_t *events,
+                            uint64_t *dropped)
+{
+    uint32_t cnt = J.midi_get_event_count(port_buf);
+    for (uint32_t e = 0; e < cnt; e++) {
+        jack_midi_event_t ev;
+        if (J.midi_event_get(&ev, port_buf, e)) continue;
+        if (rt_ring_put(r, base + ev.time, ev.buffer, (uint32_t)ev.size, RT_MIDI_MAX))
+            __atomic_add_fetch(dropped, 1, __ATOMIC_RELAXED);
+        else
+            __atomic_add_fetch(events, 1, __ATOMIC_RELAXED);
+    }
+}
+
+/* Audio thread: ring records out to a port at frame 0 of this cycle. */
+static void rt_ring_to_midi(rt_ring *r, void *port_buf, uint64_t *dropped)
+{
+    J.midi_clear_buffer(port_buf);
+    uint32_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+    uint8_t msg[RT_MIDI_TX_MAX];
+    for (int k = 0; k < RT_MIDI_PER_CYCLE && head - tail >= 6; k++) {
+        uint32_t size = r->data[(tail + 4) & (RT_MIDI_RING - 1)] |
+                        (uint32_t)r->data[(tail + 5) & (RT_MIDI_RING - 1)] << 8;
+        for (uint32_t i = 0; i < size; i++) msg[i] = r->data[(tail + 6 + i) & (RT_MIDI_RING - 1)];
+        if (J.midi_event_write(port_buf, 0, msg, size))
+            __atomic_add_fetch(dropped, 1, __ATOMIC_RELAXED);
+        tail += 6 + size;
+    }
+    __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
 }
 
 /* Counters and a ring of callback durations, shared by both client kinds. */
@@ -197,6 +294,7 @@ struct rt_jack {
     uint32_t swaps_done;                /* bumped by the callback when a fade ends */
     int32_t latency;
     int32_t active;
+    rt_ring midi_rx, midi_tx;           /* in: callback -> control; out: control -> callback */
     float io[RT_JACK_MAX_PORTS * RT_SCRATCH];
     float io2[RT_JACK_MAX_PORTS * RT_SCRATCH];
 };
@@ -225,8 +323,9 @@ static int rt_jack_process(jack_nframes_t n, void *arg)
     float *out[RT_JACK_MAX_PORTS];
     for (int32_t c = 0; c < j->nin; c++) in[c] = J.port_get_buffer(j->in[c], n);
     for (int32_t c = 0; c < j->nout; c++) out[c] = J.port_get_buffer(j->out[c], n);
-    /* MIDI is read by the control side in a later slice; keep the out port clean */
-    J.midi_clear_buffer(J.port_get_buffer(j->midi_out, n));
+    rt_midi_to_ring(J.port_get_buffer(j->midi_in, n), &j->midi_rx, J.last_frame_time(j->client),
+                    &j->m.s.midi_in, &j->m.s.midi_dropped);
+    rt_ring_to_midi(&j->midi_tx, J.port_get_buffer(j->midi_out, n), &j->m.s.midi_dropped);
     if (!r || r->nch != j->nin || j->nin != j->nout) {
         for (int32_t c = 0; c < j->nout; c++) {
             if (c < j->nin) memcpy(out[c], in[c], sizeof(float) * n);
@@ -364,6 +463,16 @@ void rt_jack_set_runner(rt_jack *j, void *runner, int32_t latency)
     __atomic_store_n(&j->m.s.running, runner ? 1 : 0, __ATOMIC_RELAXED);
 }
 
+int32_t rt_jack_midi_read(rt_jack *j, uint8_t *dst, int32_t cap)
+{
+    return rt_ring_get(&j->midi_rx, dst, cap);
+}
+
+int32_t rt_jack_midi_send(rt_jack *j, const uint8_t *records, int32_t len)
+{
+    return rt_ring_put_records(&j->midi_tx, records, len);
+}
+
 void rt_jack_swap_runner(rt_jack *j, void *runner, int32_t latency, int32_t fade_frames)
 {
     __atomic_store_n(&j->pending_latency, latency, __ATOMIC_RELAXED);
@@ -475,6 +584,7 @@ struct rt_peer {
     jack_client_t *client;
     int32_t mode, nports;
     jack_port_t *in[RT_JACK_MAX_PORTS], *out[RT_JACK_MAX_PORTS];
+    rt_ring midi_rx, midi_tx;
     float *buf;
     int64_t stride;
     int64_t pos;                        /* frames played or recorded */
@@ -486,7 +596,11 @@ static int rt_peer_process(jack_nframes_t n, void *arg)
 {
     rt_peer *p = arg;
     uint64_t t0 = rt_ns();
-    if (p->mode == 2) {
+    if (p->mode == 3) {
+        rt_midi_to_ring(J.port_get_buffer(p->in[0], n), &p->midi_rx, J.last_frame_time(p->client),
+                        &p->m.s.midi_in, &p->m.s.midi_dropped);
+        rt_ring_to_midi(&p->midi_tx, J.port_get_buffer(p->out[0], n), &p->m.s.midi_dropped);
+    } else if (p->mode == 2) {
         for (int32_t c = 0; c < p->nports; c++)
             memcpy(J.port_get_buffer(p->out[c], n), J.port_get_buffer(p->in[c], n),
                    sizeof(float) * n);
@@ -516,8 +630,8 @@ static int rt_peer_process(jack_nframes_t n, void *arg)
 rt_peer *rt_peer_open(const char *client_name, const char *server_name, int32_t mode,
                       int32_t nports, float *buf, int64_t stride, char *err, int32_t errlen)
 {
-    if (mode < 0 || mode > 2 || nports < 1 || nports > RT_JACK_MAX_PORTS ||
-        (mode != 2 && (!buf || stride < 1))) {
+    if (mode < 0 || mode > 3 || nports < 1 || nports > RT_JACK_MAX_PORTS ||
+        (mode < 2 && (!buf || stride < 1))) {
         snprintf(err, (size_t)errlen, "bad peer arguments");
         return NULL;
     }
@@ -530,10 +644,12 @@ rt_peer *rt_peer_open(const char *client_name, const char *server_name, int32_t 
     p->buf = buf;
     p->stride = stride;
     p->start = -1;
-    if ((mode != 0 && rt_register(p->client, p->in, "in_%d", nports, JACK_AUDIO,
-                                  JackPortIsInput, err, errlen)) ||
-        (mode != 1 && rt_register(p->client, p->out, "out_%d", nports, JACK_AUDIO,
-                                  JackPortIsOutput, err, errlen))) {
+    const char *type = mode == 3 ? JACK_MIDI : JACK_AUDIO;
+    if (mode == 3) nports = p->nports = 1;
+    if ((mode != 0 && rt_register(p->client, p->in, mode == 3 ? "midi_in" : "in_%d", nports,
+                                  type, JackPortIsInput, err, errlen)) ||
+        (mode != 1 && rt_register(p->client, p->out, mode == 3 ? "midi_out" : "out_%d",
+                                  nports, type, JackPortIsOutput, err, errlen))) {
         J.client_close(p->client);
         free(p);
         return NULL;
@@ -561,6 +677,16 @@ const char *rt_peer_port_name(rt_peer *p, int32_t is_output, int32_t idx)
     if (idx < 0 || idx >= p->nports) return NULL;
     jack_port_t *port = is_output ? p->out[idx] : p->in[idx];
     return port ? J.port_name(port) : NULL;
+}
+
+int32_t rt_peer_midi_read(rt_peer *p, uint8_t *dst, int32_t cap)
+{
+    return rt_ring_get(&p->midi_rx, dst, cap);
+}
+
+int32_t rt_peer_midi_send(rt_peer *p, const uint8_t *records, int32_t len)
+{
+    return rt_ring_put_records(&p->midi_tx, records, len);
 }
 
 void rt_peer_get_stats(rt_peer *p, rt_jack_stats *out)

@@ -11,6 +11,7 @@
 
 #define RT_JACK_MAX_PORTS 32
 #define RT_JACK_TIMES 8192          /* callback durations kept for statistics */
+#define RT_MIDI_MAX 256             /* longer MIDI messages (SysEx) are dropped, counted */
 
 typedef struct rt_jack_stats {
     uint64_t cycles;                /* process callbacks run */
@@ -24,6 +25,8 @@ typedef struct rt_jack_stats {
     int32_t rate_changed;           /* 1 when the server's sample rate changed */
     int32_t latency;                /* samples published on the ports */
     int32_t running;                /* 1 while a runner is attached */
+    uint64_t midi_in;               /* MIDI events passed to the control side */
+    uint64_t midi_dropped;          /* too long, or no room in a ring */
 } rt_jack_stats;
 
 typedef struct rt_jack rt_jack;
@@ -40,6 +43,13 @@ rt_jack *rt_jack_open(const char *client_name, const char *server_name, int32_t 
 /* Attach the runner (or NULL to pass audio through) and the chain latency; the
  * callback picks it up at its next cycle.  Control thread. */
 void rt_jack_set_runner(rt_jack *j, void *runner, int32_t latency);
+
+/* MIDI, control side.  Records are [u32 frame time LE][u16 size LE][bytes].
+ * read: copies whole records received on midi_in (up to cap bytes), returns
+ * the bytes copied.  send: queues records for midi_out (sent at the next
+ * cycle), returns the bytes accepted (a full ring accepts fewer). */
+int32_t rt_jack_midi_read(rt_jack *j, uint8_t *dst, int32_t cap);
+int32_t rt_jack_midi_send(rt_jack *j, const uint8_t *records, int32_t len);
 
 /* Hand the callback a new runner (control thread): at its next cycle it runs
  * both chains and crossfades linearly over fade_frames (0: switch at once),
@@ -74,7 +84,9 @@ void rt_jack_close(rt_jack *j);
 /* ---- peer client for tests and benchmarks --------------------------------
  * mode 0 player: out_1..N play buf (planar, stride frames) once it is armed;
  * mode 1 recorder: in_1..N record into buf from its first cycle;
- * mode 2 pass-through: in_k copied to out_k (a baseline client). */
+ * mode 2 pass-through: in_k copied to out_k (a baseline client);
+ * mode 3 MIDI: midi_out sends what rt_peer_midi_send queued, midi_in is read
+ * with rt_peer_midi_read (records as for the engine). */
 typedef struct rt_peer rt_peer;
 rt_peer *rt_peer_open(const char *client_name, const char *server_name, int32_t mode,
                       int32_t nports, float *buf, int64_t stride, char *err, int32_t errlen);
@@ -85,6 +97,8 @@ void rt_peer_arm(rt_peer *p);
 int64_t rt_peer_start_time(rt_peer *p);
 int64_t rt_peer_frames(rt_peer *p);
 const char *rt_peer_port_name(rt_peer *p, int32_t is_output, int32_t idx);
+int32_t rt_peer_midi_read(rt_peer *p, uint8_t *dst, int32_t cap);
+int32_t rt_peer_midi_send(rt_peer *p, const uint8_t *records, int32_t len);
 void rt_peer_get_stats(rt_peer *p, rt_jack_stats *out);
 int32_t rt_peer_recent_times(rt_peer *p, float *dst, int32_t max);
 void rt_peer_close(rt_peer *p);
