@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'system' (capture ports), 'none', or comma-separated port names")
     p.add_argument("--connect-out", default="system",
                    help="'system' (playback ports), 'none', or comma-separated port names")
+    p.add_argument("--midi-map", default=None,
+                   help="MIDI map file (TOML): controllers on midi_in set parameters")
     p.add_argument("--reconnect", action="store_true",
                    help="wait for the JACK server and reconnect when it goes away")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")

@@ -5,12 +5,14 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from .backends.jack import JackBackend, JackError
 from .chain import Chain
 from .errors import RtEngineError
+from .midi import Mapper
 
 EXIT_SERVER_GONE = 3
 
@@ -52,6 +54,56 @@ def _connect(be: JackBackend, inputs: str, outputs: str) -> None:
     elif outputs != "none":
         for src, dst in zip(be.outputs, outputs.split(",")):
             be.connect(src, dst.strip())
+
+
+class MidiControl:
+    """The mapper thread: MIDI from the backend's midi_in ring to parameter
+    targets, feedback to midi_out, program changes to preset loads."""
+
+    def __init__(self, backend: JackBackend, map_path, interval: float = 0.002):
+        self.backend = backend
+        self.map_path = map_path
+        self.interval = interval
+        self.mapper = Mapper.from_file(map_path, backend.engine, self._program)
+        self.loads: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rtengine-midi", daemon=True)
+
+    def _program(self, path: str) -> None:
+        self.loads.append(path)
+        self.backend.swap(Chain.load(path))
+        self.rebind()
+
+    def rebind(self) -> None:
+        """After a chain change: map again against the new engine."""
+        try:
+            self.mapper = Mapper.from_file(self.map_path, self.backend.engine, self._program)
+        except RtEngineError as exc:
+            print(f"rtengine: MIDI map no longer fits the chain: {exc}", file=sys.stderr)
+            self.mapper.mappings = []
+
+    def poll(self) -> None:
+        for _, msg in self.backend.read_midi():
+            try:
+                self.mapper.handle(msg)
+            except RtEngineError as exc:         # e.g. a preset that fails to load
+                print(f"rtengine: MIDI {msg.hex()}: {exc}", file=sys.stderr)
+        fb = self.mapper.feedback()
+        if fb:
+            self.backend.send_midi(fb)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            time.sleep(self.interval)
+
+    def start(self) -> "MidiControl":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def _request_path(client: str) -> Path:
@@ -103,15 +155,21 @@ def run(args) -> int:
             time.sleep(1.0)
             continue
         path = None
+        midi = None
         try:
             be.start()
             _connect(be, args.connect_in, args.connect_out)
+            if args.midi_map:
+                midi = MidiControl(be, args.midi_map).start()
             print(f"rtengine: running {args.chain} as JACK client '{be.client_name}': "
                   f"{be.sample_rate} Hz, period {be.period}, latency {be.engine.latency} samples "
                   f"({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
                   f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)
             while not stop["now"]:
-                current = _take_load_request(be, current)
+                new = _take_load_request(be, current)
+                if new != current and midi is not None:
+                    midi.rebind()
+                current = new
                 path = _write_status(be, current, started)
                 if be.server_gone:
                     break
@@ -122,6 +180,8 @@ def run(args) -> int:
             gone = be.server_gone
             st = be.stats()
         finally:
+            if midi is not None:
+                midi.stop()
             be.close()
             if path is not None:
                 path.unlink(missing_ok=True)

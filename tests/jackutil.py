@@ -11,10 +11,19 @@ import pytest
 from rtengine.backends.jack import JackError, Peer
 
 
+_cleaned = False
+
+
 def clean_stale_shm():
     """A jackd killed with SIGKILL leaves its shared memory behind, and jackd2
     refuses to start once eight servers are registered.  With no jackd
-    running, every JACK segment in /dev/shm is stale: remove them."""
+    running, every JACK segment in /dev/shm is stale: remove them, once per
+    test process and before it opens any JACK client (libjack keeps the
+    registry mapped, so it must not vanish under a process that uses it)."""
+    global _cleaned
+    if _cleaned:
+        return
+    _cleaned = True
     if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode == 0:
         return
     for name in os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else ():

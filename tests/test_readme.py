@@ -23,7 +23,15 @@ def test_python_snippets_run(code, monkeypatch):
 
 
 @pytest.mark.parametrize("text", blocks("toml"))
-def test_chain_examples_are_valid_chains(text):
+def test_toml_examples_are_valid(text, tmp_path):
+    if "[[map]]" in text:                         # a MIDI map, checked against the demo chain
+        from rtengine.midi import load_map
+        for name in ("verse.toml", "chorus.toml"):
+            (tmp_path / name).write_text('[[stage]]\nplugin = "gain"\n')
+        (tmp_path / "map.toml").write_text(text)
+        engine = rtengine.Engine(str(ROOT / "rtengine/chains/demo.toml"), 48000, 64, 2)
+        assert len(load_map(tmp_path / "map.toml", engine)) == 7
+        return
     chain = rtengine.Chain.from_toml(text, source="README.md")
     rtengine.Engine(chain, sample_rate=48000, block_size=64, channels=2)
 
