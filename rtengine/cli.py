@@ -108,6 +108,80 @@ def _cmd_load(args) -> int:
     return load(args)
 
 
+def _cmd_midi_list(args) -> int:
+    from .backends.jack import JackError, Peer
+    try:
+        probe = Peer("midi", client_name="rtengine-list", server=args.server)
+    except JackError as exc:
+        print(f"JACK MIDI: {exc}")
+    else:
+        for inputs, label in ((False, "sources (connect them to an engine's midi_in)"),
+                              (True, "destinations (for an engine's midi_out)")):
+            names = [x for x in probe.list_ports(midi=True, inputs=inputs)
+                     if not x.startswith("rtengine-list:")]
+            print(f"JACK MIDI {label}:")
+            for x in names or ["(none)"]:
+                print(f"  {x}")
+        probe.close()
+    try:
+        import rtmidi
+        ports = rtmidi.MidiIn(rtmidi.API_LINUX_ALSA).get_ports()
+    except ImportError:
+        print("hardware MIDI: python-rtmidi is not installed (pip install python-rtmidi)")
+    except Exception:
+        print("hardware MIDI: no ALSA sequencer on this machine (/dev/snd/seq is missing or "
+              "the snd-seq module is not loaded); use JACK MIDI, or load snd-seq")
+    else:
+        print("hardware MIDI (ALSA):")
+        for x in ports or ["(none)"]:
+            print(f"  {x}")
+    return 0
+
+
+def _cmd_midi_learn(args) -> int:
+    from .backends.jack import Peer
+    from .engine import Engine
+    from .midi import entry_toml, learn, load_map
+    engine = None
+    if args.chain:
+        engine = Engine(args.chain, 48000, 64, 2)
+        engine.get(args.target)                   # a clear error for a bad target
+    peer = Peer("midi", client_name="rtengine-learn", server=args.server)
+    try:
+        peer.activate()
+        sources = [args.port] if args.port else [
+            p for p in peer.list_ports(midi=True, inputs=False)
+            if not p.startswith("rtengine-learn:")]
+        for src in sources:
+            peer.connect(src, peer.port(False, 0))
+        print(f"move the control for {args.target} (listening to "
+              f"{', '.join(sources) or 'no port yet'}; {args.timeout:g} s) ...", file=sys.stderr)
+        got, end, first = [], time.monotonic() + args.timeout, None
+        while time.monotonic() < end:
+            got += [m for _, m in peer.read_midi()]
+            if got and first is None:
+                first = time.monotonic()
+            if first is not None and time.monotonic() - first > 0.3:
+                entry = learn(got, args.target)
+                if entry:
+                    break
+            time.sleep(0.005)
+        else:
+            print("rtengine: no control moved; nothing written", file=sys.stderr)
+            return 1
+    finally:
+        peer.close()
+    text = entry_toml(entry)
+    path = Path(args.map)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    path.write_text(old + ("\n" if old else "") + text, encoding="utf-8")
+    if engine is not None:
+        load_map(path, engine)                    # the file still loads
+    print(text, end="")
+    print(f"added to {path}", file=sys.stderr)
+    return 0
+
+
 def _cmd_status(args) -> int:
     from .live import status
     return status(args)
@@ -151,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="only the engine with this client name")
     p.add_argument("--json", action="store_true", help="one JSON object per engine")
     p.set_defaults(func=_cmd_status)
+    p = sub.add_parser("midi", help="MIDI ports and MIDI learn")
+    msub = p.add_subparsers(dest="midi_cmd", required=True)
+    q = msub.add_parser("list", help="list JACK MIDI ports and hardware (ALSA) MIDI ports")
+    q.add_argument("--server", default=None, help="JACK server name")
+    q.set_defaults(func=_cmd_midi_list)
+    q = msub.add_parser("learn", help="move a control; its mapping is added to a map file")
+    q.add_argument("target", help="stage.param_id the control should drive")
+    q.add_argument("--map", required=True, help="MIDI map file to add the entry to")
+    q.add_argument("--chain", default=None, help="chain file to check the target against")
+    q.add_argument("--server", default=None, help="JACK server name")
+    q.add_argument("--port", default=None,
+                   help="JACK MIDI output port to listen to (default: all of them)")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    q.set_defaults(func=_cmd_midi_learn)
     p = sub.add_parser("demo", help="render generated music through the demo chain")
     p.add_argument("out_dir", nargs="?", default="out", help="folder for demo_in/out.wav")
     p.add_argument("--seconds", type=float, default=10.0)

@@ -389,3 +389,45 @@ class Mapper:
                 m.sent = msgs
                 out.extend(msgs)
         return out
+
+
+# ---- MIDI learn ------------------------------------------------------------------------
+def learn(messages, target: str) -> dict | None:
+    """The map entry for the first control found in ``messages`` (complete
+    MIDI messages in arrival order), or None.  A CC below 32 followed by its
+    LSB (CC + 32) is a 14-bit pair; NRPN/RPN selection followed by data entry
+    is an NRPN/RPN; a note is a toggle; pitch bend is pitch bend."""
+    sel: dict[int, dict[int, int]] = {}
+    msgs = [bytes(m) for m in messages if m and m[0] >= 0x80 and m[0] < 0xF0]
+    for i, m in enumerate(msgs):
+        status, ch = m[0] & 0xF0, m[0] & 0x0F
+        entry = {"channel": ch + 1, "target": target}
+        if status == 0xE0 and len(m) >= 3:
+            return {"pitchbend": True, **entry}
+        if status == 0x90 and len(m) >= 3 and m[2] > 0:
+            return {"note": m[1], "mode": "toggle", **entry}
+        if status != 0xB0 or len(m) < 3:
+            continue
+        cc = m[1]
+        if cc in (99, 98, 101, 100):
+            sel.setdefault(ch, {})[cc] = m[2]
+            continue
+        if cc in (6, 38) and ch in sel:
+            s = sel[ch]
+            if 99 in s and 98 in s:
+                return {"nrpn": s[99] << 7 | s[98], **entry}
+            if 101 in s and 100 in s:
+                return {"rpn": s[101] << 7 | s[100], **entry}
+        if cc < 32 and any(n[0] == m[0] and n[1] == cc + 32 for n in msgs[i + 1:i + 4]
+                           if len(n) >= 3):
+            return {"cc14": cc, **entry}
+        if 32 <= cc < 64 and any(n[0] == m[0] and n[1] == cc - 32 for n in msgs[max(0, i - 3):i]):
+            return {"cc14": cc - 32, **entry}
+        return {"cc": cc, **entry}
+    return None
+
+
+def entry_toml(entry: dict) -> str:
+    """One [[map]] table as TOML text."""
+    import tomli_w
+    return tomli_w.dumps({"map": [entry]})

@@ -47,7 +47,7 @@ def _take(server, chain, x):
         for i in range(x.shape[0]):
             be.connect(player.port(True, i), be.inputs[i])
             be.connect(be.outputs[i], rec.port(False, i))
-        be.wait_cycles(10)
+        be.wait_cycles(50)                       # let the new graph settle
         xruns0 = be.stats().xruns
         player.arm()
         end = time.monotonic() + 30
@@ -55,6 +55,7 @@ def _take(server, chain, x):
             time.sleep(0.01)
         assert rec.frames == rec_buf.shape[1], "the recorder did not get all frames"
         off = player.start_time - rec.start_time + be.engine.latency
+        be.wait_cycles(50)                       # xrun notifications arrive a little later
         stats = be.stats()
         return (rec_buf[:, off:off + x.shape[1]], stats, be.engine.latency,
                 stats.xruns - xruns0)

@@ -91,3 +91,37 @@ def test_malformed_bytes_and_sysex_flood(rig):
     assert be.stats().midi_dropped + ctl.stats().midi_dropped >= 40
     assert midi.mapper.errors >= 2
     assert not be.server_gone
+
+
+def test_midi_learn_and_list_commands(tmp_path):
+    import os
+    import subprocess
+    import sys
+    server = JackServer()
+    ctl = Peer("midi", client_name="knobs", server=server.name)
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        ctl.activate()
+        r = subprocess.run([sys.executable, "-m", "rtengine", "midi", "list", "--server",
+                            server.name], cwd=root, env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "knobs:midi_out" in r.stdout and "knobs:midi_in" in r.stdout
+        assert "hardware MIDI" in r.stdout            # listed, or the reason it is not
+        mp = tmp_path / "knobs.toml"
+        p = subprocess.Popen([sys.executable, "-m", "rtengine", "midi", "learn", "glue.ratio",
+                              "--map", str(mp), "--chain", "rtengine/chains/demo.toml",
+                              "--server", server.name, "--timeout", "20"], cwd=root, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 20
+        while p.poll() is None and time.monotonic() < end:
+            ctl.send_midi([bytes([0xB3, 21, 64]), bytes([0xB3, 53, 10])])   # a 14-bit knob
+            time.sleep(0.1)
+        out, err = p.communicate(timeout=20)
+        assert p.returncode == 0, err
+        text = mp.read_text()
+        assert "cc14 = 21" in text and "channel = 4" in text and 'target = "glue.ratio"' in text
+    finally:
+        ctl.close()
+        server.stop()

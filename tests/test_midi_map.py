@@ -291,3 +291,20 @@ def test_malformed_messages_are_counted_not_fatal(engine, tmp_path):
     assert engine.get("gain.gain_db") == 0.0
     with pytest.raises(MidiMapError, match="does not exist"):
         load_map(tmp_path / "nope.toml", engine)
+
+
+@pytest.mark.parametrize("msgs,entry", [
+    ([cc(2, 7, 10), cc(2, 7, 11)], {"cc": 7, "channel": 2}),
+    ([cc(1, 1, 64), cc(1, 33, 5)], {"cc14": 1, "channel": 1}),
+    ([cc(1, 99, 2), cc(1, 98, 44), cc(1, 6, 64), cc(1, 38, 0)], {"nrpn": 300, "channel": 1}),
+    ([cc(3, 101, 0), cc(3, 100, 1), cc(3, 6, 64)], {"rpn": 1, "channel": 3}),
+    ([bytes([0xE4, 0, 0x40])], {"pitchbend": True, "channel": 5}),
+    ([bytes([0xF8]), bytes([0x91, 36, 100])], {"note": 36, "mode": "toggle", "channel": 2}),
+])
+def test_learn_recognises_the_control(msgs, entry, engine, tmp_path):
+    from rtengine.midi import entry_toml, learn
+    got = learn(msgs, "gain.gain_db")
+    assert got == {**entry, "target": "gain.gain_db"}
+    p = tmp_path / "learned.toml"
+    p.write_text(entry_toml(got))
+    assert len(load_map(p, engine)) == 1

@@ -52,6 +52,13 @@ def unpack_midi(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+def _list(fn, handle, midi: bool, inputs: bool | None) -> list[str]:
+    buf = ffi.new("char[]", 256 * 256)
+    flags = 0 if inputs is None else (1 if inputs else 2)
+    n = fn(handle, 1 if midi else 0, flags, buf, 256)
+    return [ffi.string(buf + 256 * i).decode() for i in range(n)]
+
+
 class _MidiIO:
     """Reading and sending MIDI through a client's lock-free rings."""
 
@@ -174,6 +181,10 @@ class JackBackend(_MidiIO):
     @property
     def outputs(self) -> list[str]:
         return [self.port("out", i) for i in range(self.channels)]
+
+    def list_ports(self, midi: bool, inputs: bool | None = None) -> list[str]:
+        """Port names of the server (MIDI or audio; inputs, outputs or both)."""
+        return _list(lib.rt_jack_list_ports, self._j, midi, inputs)
 
     def physical_ports(self, playback: bool) -> list[str]:
         """System playback (True) or capture (False) ports of the server."""
@@ -308,6 +319,10 @@ class Peer(_MidiIO):
 
     def port(self, is_output: bool, index: int) -> str:
         return _str(lib.rt_peer_port_name(self._p, 1 if is_output else 0, index))
+
+    def list_ports(self, midi: bool, inputs: bool | None = None) -> list[str]:
+        """Port names of the server (MIDI or audio; inputs, outputs or both)."""
+        return _list(lib.rt_peer_list_ports, self._p, midi, inputs)
 
     def activate(self) -> None:
         if lib.rt_peer_activate(self._p):

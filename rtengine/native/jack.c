@@ -550,6 +550,26 @@ int rt_jack_port_latency(rt_jack *j, const char *port, int32_t playback, uint32_
     return 0;
 }
 
+static int32_t rt_list_ports(jack_client_t *c, int32_t midi, int32_t flags, char *buf,
+                             int32_t max)
+{
+    unsigned long f = flags == 1 ? JackPortIsInput : flags == 2 ? JackPortIsOutput : 0;
+    const char **ports = J.get_ports(c, NULL, midi ? JACK_MIDI : JACK_AUDIO, f);
+    int32_t n = 0;
+    if (!ports) return 0;
+    for (; ports[n] && n < max; n++) {
+        strncpy(buf + (int64_t)n * 256, ports[n], 255);
+        buf[(int64_t)n * 256 + 255] = 0;
+    }
+    J.free(ports);
+    return n;
+}
+
+int32_t rt_jack_list_ports(rt_jack *j, int32_t midi, int32_t flags, char *buf, int32_t max)
+{
+    return rt_list_ports(j->client, midi, flags, buf, max);
+}
+
 void rt_jack_get_stats(rt_jack *j, rt_jack_stats *out)
 {
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -608,8 +628,11 @@ static int rt_peer_process(jack_nframes_t n, void *arg)
         int go = p->mode == 1 || __atomic_load_n(&p->armed, __ATOMIC_ACQUIRE);
         int64_t pos = p->pos;
         int64_t m = go ? (p->stride - pos < (int64_t)n ? p->stride - pos : (int64_t)n) : 0;
-        if (go && pos == 0 && p->start < 0)
-            __atomic_store_n(&p->start, (int64_t)J.last_frame_time(p->client), __ATOMIC_RELEASE);
+        /* frame time of buffer position 0, renewed every cycle: the first
+         * cycle after activation can report the previous cycle's time */
+        if (m > 0)
+            __atomic_store_n(&p->start, (int64_t)J.last_frame_time(p->client) - pos,
+                             __ATOMIC_RELEASE);
         for (int32_t c = 0; c < p->nports; c++) {
             float *b = p->buf + (int64_t)c * p->stride + pos;
             if (p->mode == 0) {
@@ -677,6 +700,11 @@ const char *rt_peer_port_name(rt_peer *p, int32_t is_output, int32_t idx)
     if (idx < 0 || idx >= p->nports) return NULL;
     jack_port_t *port = is_output ? p->out[idx] : p->in[idx];
     return port ? J.port_name(port) : NULL;
+}
+
+int32_t rt_peer_list_ports(rt_peer *p, int32_t midi, int32_t flags, char *buf, int32_t max)
+{
+    return rt_list_ports(p->client, midi, flags, buf, max);
 }
 
 int32_t rt_peer_midi_read(rt_peer *p, uint8_t *dst, int32_t cap)

@@ -73,6 +73,9 @@ int32_t rt_jack_physical_ports(rt_jack *j, int32_t flags, char *buf, int32_t max
 /* Latency range of any port of the server (playback 1 or capture 0); 0 or -1. */
 int rt_jack_port_latency(rt_jack *j, const char *port, int32_t playback, uint32_t *min,
                          uint32_t *max);
+/* Ports of the server: midi 1 for MIDI ports (else audio); flags 1 inputs,
+ * 2 outputs, 0 both; names as in rt_jack_physical_ports. */
+int32_t rt_jack_list_ports(rt_jack *j, int32_t midi, int32_t flags, char *buf, int32_t max);
 void rt_jack_get_stats(rt_jack *j, rt_jack_stats *out);
 /* The most recent callback durations in microseconds, oldest first. */
 int32_t rt_jack_recent_times(rt_jack *j, float *dst, int32_t max);
@@ -93,10 +96,11 @@ rt_peer *rt_peer_open(const char *client_name, const char *server_name, int32_t 
 int rt_peer_activate(rt_peer *p);
 int rt_peer_connect(rt_peer *p, const char *source, const char *destination);
 void rt_peer_arm(rt_peer *p);
-/* frame time of the first cycle played or recorded (-1 before), frames done */
+/* frame time of buffer position 0 (-1 before the first frame), frames done */
 int64_t rt_peer_start_time(rt_peer *p);
 int64_t rt_peer_frames(rt_peer *p);
 const char *rt_peer_port_name(rt_peer *p, int32_t is_output, int32_t idx);
+int32_t rt_peer_list_ports(rt_peer *p, int32_t midi, int32_t flags, char *buf, int32_t max);
 int32_t rt_peer_midi_read(rt_peer *p, uint8_t *dst, int32_t cap);
 int32_t rt_peer_midi_send(rt_peer *p, const uint8_t *records, int32_t len);
 void rt_peer_get_stats(rt_peer *p, rt_jack_stats *out);
