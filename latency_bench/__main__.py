@@ -15,6 +15,9 @@ BENCHMARKS = {
     "blocks": ("latency_bench.blocks",
                "time per block of the reference chain at 32..512 frames, "
                "vs pedalboard and pyo"),
+    "jack": ("latency_bench.jack",
+             "the reference chain as a JACK client at 64 and 128 frames, with and without a "
+             "GIL-hogging thread, vs a C pass-through client"),
 }
 
 

@@ -37,3 +37,20 @@ def test_blocks_quick(tmp_path):
                 assert res["ratio_to_pedalboard"] > 0
             assert entry["systems"]["rtengine"]["output_check"] == "pass"
     assert report["checks"]["rtengine_output"] == "pass"
+
+
+def test_jack_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "latency_bench", "jack", "--quick",
+                           "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "jack.json").read_text())
+    assert (tmp_path / "jack.png").is_file()
+    for period in ("64", "128"):
+        runs = report["runs"][period]
+        assert {(r["system"], r["hog"]) for r in runs} == {
+            (s, h) for s in ("passthrough", "rtengine") for h in (False, True)}
+        for r in runs:
+            assert r["cycles"] > 0.5 * 2.0 * 48000 / int(period)
+            assert 0 < r["callback_us_median"] <= r["callback_us_p99"] <= r["callback_us_max"]
+    assert set(report["xruns_added_with_hog"]) == {"64", "128"}

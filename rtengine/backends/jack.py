@@ -344,12 +344,16 @@ class Peer(_MidiIO):
     def frames(self) -> int:
         return int(lib.rt_peer_frames(self._p))
 
+    def recent_times(self, n: int = 8192) -> np.ndarray:
+        """The most recent callback durations (microseconds), oldest first."""
+        buf = np.zeros(n, dtype=np.float32)
+        got = lib.rt_peer_recent_times(self._p, ffi.cast("float *", buf.ctypes.data), n)
+        return buf[:got]
+
     def stats(self) -> JackStats:
         raw = ffi.new("rt_jack_stats *")
         lib.rt_peer_get_stats(self._p, raw)
-        buf = np.zeros(8192, dtype=np.float32)
-        got = lib.rt_peer_recent_times(self._p, ffi.cast("float *", buf.ctypes.data), 8192)
-        return _stats(raw, buf[:got])
+        return _stats(raw, self.recent_times())
 
     def close(self) -> None:
         if self._p != ffi.NULL:

@@ -1,0 +1,179 @@
+"""``python -m latency_bench jack``: the engine as a JACK client, live.
+
+For each period (64 and 128 frames at 48 kHz) a private ``jackd
+--no-realtime -d dummy`` runs; a C player client feeds music into the client
+under test for ``--seconds`` (default 60): the reference chain (rtengine's
+JACK backend) or, as the baseline, a C pass-through client.  Each runs once
+with an idle interpreter and once with a Python thread spinning on pure-Python
+work (holding the GIL whenever it runs).  Reported per run: xruns and deadline
+misses during the run, and the callback time distribution (median, p99, max,
+and a histogram PNG).  Target: no xrun added by the engine over the baseline
+at 64 frames with the hog running.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHAIN_PATH = PACKAGE_DIR / "chains" / "reference.toml"
+DEFAULT_OUT = PACKAGE_DIR / "results"
+RATE = 48000
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each run (default 60)")
+    p.add_argument("--periods", default="64,128", help="JACK periods (default 64,128)")
+    p.add_argument("--quick", action="store_true", help="2 s runs (for tests)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for JSON and PNG")
+
+
+def _hog(stop: threading.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        n += 1
+
+
+class _Collector:
+    """Callback durations of a client, gathered from its ring as they come."""
+
+    def __init__(self, recent, stats):
+        self.recent, self.stats = recent, stats
+        self.last = stats().cycles
+        self.times: list[np.ndarray] = []
+
+    def poll(self) -> None:
+        now = self.stats().cycles
+        new = int(min(now - self.last, 8192))
+        if new > 0:
+            self.times.append(self.recent(new))
+        self.last = now
+
+    def all(self) -> np.ndarray:
+        return np.concatenate(self.times) if self.times else np.zeros(0, np.float32)
+
+
+def one_run(server, system: str, hog: bool, seconds: float, music: np.ndarray) -> dict:
+    from rtengine.backends.jack import JackBackend, Peer
+    player = Peer("player", music, client_name="player", server=server.name)
+    if system == "rtengine":
+        client = JackBackend(str(CHAIN_PATH), 2, "rtengine", server.name)
+        inputs = client.inputs
+        start = client.start
+        recent, stats = client.recent_callback_us, client.stats
+    else:
+        client = Peer("thru", None, 2, "passthrough", server.name)
+        inputs = [client.port(False, i) for i in range(2)]
+        start = client.activate
+
+        def recent(n, c=client):
+            return c.recent_times(n)
+        stats = client.stats
+    stop = threading.Event()
+    th = threading.Thread(target=_hog, args=(stop,)) if hog else None
+    old = sys.getswitchinterval()
+    try:
+        start()
+        player.activate()
+        for i in range(2):
+            player.connect(player.port(True, i), inputs[i])
+        time.sleep(0.5)                       # the graph settles
+        col = _Collector(recent, stats)
+        x0, d0 = stats().xruns, stats().deadline_misses
+        player.arm()
+        if th:
+            sys.setswitchinterval(0.005)
+            th.start()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.25)
+            col.poll()
+        st = stats()
+        t = col.all()
+    finally:
+        stop.set()
+        if th:
+            th.join()
+        sys.setswitchinterval(old)
+        player.close()
+        client.close()
+    return {"system": system, "hog": hog, "seconds": seconds, "cycles": len(t),
+            "xruns": int(st.xruns - x0), "deadline_misses": int(st.deadline_misses - d0),
+            "callback_us_median": float(np.median(t)) if t.size else None,
+            "callback_us_p99": float(np.percentile(t, 99)) if t.size else None,
+            "callback_us_max": float(t.max()) if t.size else None,
+            "histogram_us": np.histogram(t, bins=np.geomspace(0.5, 5000, 61))[0].tolist()
+            if t.size else []}
+
+
+def run(args) -> int:
+    from rtengine.backends.jackd import PrivateJackd
+    from rtengine.demo import music
+    seconds = 2.0 if args.quick else args.seconds
+    periods = [int(p) for p in args.periods.split(",")]
+    sig = music(seconds + 3.0, RATE)
+    report = {"benchmark": "jack", "machine": {"platform": platform.platform(),
+                                               "python": platform.python_version(),
+                                               "cpus": __import__("os").cpu_count()},
+              "settings": {"seconds": seconds, "periods": periods, "rate": RATE,
+                           "chain": str(CHAIN_PATH.relative_to(PACKAGE_DIR.parent)),
+                           "server": "jackd --no-realtime -d dummy"}, "runs": {}}
+    print(f"latency_bench jack: {seconds:g} s per run, periods {periods}, jackd --no-realtime "
+          "-d dummy")
+    for period in periods:
+        budget = 1e6 * period / RATE
+        with PrivateJackd(RATE, period) as server:
+            rows = []
+            for hog in (False, True):
+                for system in ("passthrough", "rtengine"):
+                    r = one_run(server, system, hog, seconds, sig)
+                    r["budget_us"] = budget
+                    rows.append(r)
+                    print(f"  period {period:4d}  {'hog ' if hog else 'idle'}  {system:12s} "
+                          f"xruns {r['xruns']:3d}  deadline misses {r['deadline_misses']:3d}  "
+                          f"callback median {r['callback_us_median']:.1f} us  p99 "
+                          f"{r['callback_us_p99']:.1f} us  max {r['callback_us_max']:.1f} us "
+                          f"(budget {budget:.0f} us)")
+            report["runs"][str(period)] = rows
+    added = {p: next(r["xruns"] for r in rows if r["system"] == "rtengine" and r["hog"]) -
+             next(r["xruns"] for r in rows if r["system"] == "passthrough" and r["hog"])
+             for p, rows in report["runs"].items()}
+    report["xruns_added_with_hog"] = added
+    print(f"xruns added by the engine over the pass-through client, with the hog: {added}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "jack.json").write_text(json.dumps(report, indent=1))
+    _plot(report, args.out / "jack.png")
+    print(f"saved {args.out / 'jack.json'} and {args.out / 'jack.png'}")
+    return 0
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    edges = np.geomspace(0.5, 5000, 61)
+    centers = np.sqrt(edges[:-1] * edges[1:])
+    periods = list(report["runs"])
+    fig, axes = plt.subplots(1, len(periods), figsize=(6 * len(periods), 4), squeeze=False)
+    for ax, p in zip(axes[0], periods):
+        for r in report["runs"][p]:
+            if r["histogram_us"]:
+                ax.step(centers, r["histogram_us"], where="mid",
+                        label=f"{r['system']}{' + GIL hog' if r['hog'] else ''}")
+        ax.axvline(report["runs"][p][0]["budget_us"], color="k", ls=":", label="period")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("callback time (us)")
+        ax.set_ylabel("callbacks")
+        ax.set_title(f"period {p} frames at {RATE} Hz")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
