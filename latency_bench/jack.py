@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each run (default 60)")
     p.add_argument("--periods", default="64,128", help="JACK periods (default 64,128)")
     p.add_argument("--quick", action="store_true", help="2 s runs (for tests)")
+    p.add_argument("--realtime", action="store_true",
+                   help="run jackd with real-time scheduling (needs the right to use it)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for JSON and PNG")
 
 
@@ -124,12 +126,13 @@ def run(args) -> int:
                                                "cpus": __import__("os").cpu_count()},
               "settings": {"seconds": seconds, "periods": periods, "rate": RATE,
                            "chain": str(CHAIN_PATH.relative_to(PACKAGE_DIR.parent)),
-                           "server": "jackd --no-realtime -d dummy"}, "runs": {}}
-    print(f"latency_bench jack: {seconds:g} s per run, periods {periods}, jackd --no-realtime "
-          "-d dummy")
+                           "server": f"jackd {'-R' if args.realtime else '--no-realtime'} -d "
+                                     "dummy"}, "runs": {}}
+    print(f"latency_bench jack: {seconds:g} s per run, periods {periods}, "
+          f"{report['settings']['server']}", flush=True)
     for period in periods:
         budget = 1e6 * period / RATE
-        with PrivateJackd(RATE, period) as server:
+        with PrivateJackd(RATE, period, realtime=args.realtime) as server:
             rows = []
             for hog in (False, True):
                 for system in ("passthrough", "rtengine"):
@@ -140,7 +143,7 @@ def run(args) -> int:
                           f"xruns {r['xruns']:3d}  deadline misses {r['deadline_misses']:3d}  "
                           f"callback median {r['callback_us_median']:.1f} us  p99 "
                           f"{r['callback_us_p99']:.1f} us  max {r['callback_us_max']:.1f} us "
-                          f"(budget {budget:.0f} us)")
+                          f"(budget {budget:.0f} us)", flush=True)
             report["runs"][str(period)] = rows
     added = {p: next(r["xruns"] for r in rows if r["system"] == "rtengine" and r["hog"]) -
              next(r["xruns"] for r in rows if r["system"] == "passthrough" and r["hog"])
@@ -148,9 +151,10 @@ def run(args) -> int:
     report["xruns_added_with_hog"] = added
     print(f"xruns added by the engine over the pass-through client, with the hog: {added}")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "jack.json").write_text(json.dumps(report, indent=1))
-    _plot(report, args.out / "jack.png")
-    print(f"saved {args.out / 'jack.json'} and {args.out / 'jack.png'}")
+    stem = "jack_rt" if args.realtime else "jack"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    _plot(report, args.out / f"{stem}.png")
+    print(f"saved {args.out / (stem + '.json')} and {args.out / (stem + '.png')}")
     return 0
 
 

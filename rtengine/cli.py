@@ -103,6 +103,16 @@ def _cmd_run(args) -> int:
     return run(args)
 
 
+def _cmd_devices(args) -> int:
+    from .backends.portaudio import devices
+    devs = devices()
+    for d in devs:
+        print(d)
+    if not devs:
+        print("no PortAudio devices (no sound card, and no JACK server running)")
+    return 0
+
+
 def _cmd_load(args) -> int:
     from .live import load
     return load(args)
@@ -210,13 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'system' (capture ports), 'none', or comma-separated port names")
     p.add_argument("--connect-out", default="system",
                    help="'system' (playback ports), 'none', or comma-separated port names")
-    p.add_argument("--midi-map", default=None,
-                   help="MIDI map file (TOML): controllers on midi_in set parameters")
+    p.add_argument("--midi-map", "--map", dest="midi_map", default=None,
+                   help="map file (TOML): MIDI controls on midi_in and OSC addresses")
+    p.add_argument("--osc-port", type=int, default=None,
+                   help="listen for OSC on this UDP port (/rtengine/<stage>/<param>)")
+    p.add_argument("--osc-host", default="127.0.0.1",
+                   help="address to listen on for OSC (default 127.0.0.1; 0.0.0.0 for a tablet)")
     p.add_argument("--reconnect", action="store_true",
                    help="wait for the JACK server and reconnect when it goes away")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--status-interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("devices", help="list PortAudio devices (for machines without JACK)")
+    p.set_defaults(func=_cmd_devices)
     p = sub.add_parser("load", help="switch a running engine to another chain (crossfaded)")
     p.add_argument("chain", help="chain file (TOML)")
     p.add_argument("--name", default="rtengine", help="client name of the running engine")

@@ -13,6 +13,7 @@ from .backends.jack import JackBackend, JackError
 from .chain import Chain
 from .errors import RtEngineError
 from .midi import Mapper
+from .osc import OscControl
 
 EXIT_SERVER_GONE = 3
 
@@ -137,6 +138,7 @@ def run(args) -> int:
     chain = Chain.load(args.chain)
     stop = {"now": False}
     current = args.chain
+    live: dict = {"be": None, "midi": None}      # what the OSC thread reaches
 
     def on_signal(signum, frame):
         stop["now"] = True
@@ -145,56 +147,74 @@ def run(args) -> int:
     signal.signal(signal.SIGUSR1, lambda signum, frame: None)   # wakes the loop: load request
     started = time.time()
     deadline = time.monotonic() + args.duration if args.duration else None
-    while True:
-        try:
-            be = JackBackend(chain, args.channels, args.name, args.server)
-        except JackError as exc:
-            if not args.reconnect or stop["now"]:
-                raise
-            print(f"rtengine: {exc}; retrying in 1 s (--reconnect)", file=sys.stderr)
-            time.sleep(1.0)
-            continue
-        path = None
-        midi = None
-        try:
-            be.start()
-            _connect(be, args.connect_in, args.connect_out)
-            if args.midi_map:
-                midi = MidiControl(be, args.midi_map).start()
-            print(f"rtengine: running {args.chain} as JACK client '{be.client_name}': "
-                  f"{be.sample_rate} Hz, period {be.period}, latency {be.engine.latency} samples "
-                  f"({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
-                  f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)
-            while not stop["now"]:
-                new = _take_load_request(be, current)
-                if new != current and midi is not None:
-                    midi.rebind()
-                current = new
-                path = _write_status(be, current, started)
-                if be.server_gone:
-                    break
-                if deadline and time.monotonic() > deadline:
-                    stop["now"] = True
-                    break
-                time.sleep(args.status_interval)
-            gone = be.server_gone
-            st = be.stats()
-        finally:
-            if midi is not None:
-                midi.stop()
-            be.close()
-            if path is not None:
-                path.unlink(missing_ok=True)
-        if not gone:
-            print(f"rtengine: stopped after {st.cycles} cycles, {st.xruns} xruns, callback "
-                  f"median {st.callback_us_median:.1f} us, p99 {st.callback_us_p99:.1f} us, "
-                  f"max {st.callback_us_max:.1f} us", file=sys.stderr)
-            return 0
-        print("rtengine: the JACK server went away" +
-              ("; reconnecting (--reconnect)" if args.reconnect else
-               "; exiting (use --reconnect to wait for it)"), file=sys.stderr)
-        if not args.reconnect:
-            return EXIT_SERVER_GONE
+    osc = None
+    if args.osc_port is not None:
+        def engine():
+            be = live["be"]
+            if be is None:
+                raise RtEngineError("the engine is not running (waiting for JACK)")
+            return be.engine
+        osc = OscControl(engine, args.osc_port, args.osc_host,
+                         mapper=lambda: live["midi"].mapper if live["midi"] else None).start()
+        print(f"rtengine: OSC on {args.osc_host}:{osc.port}", file=sys.stderr)
+    try:
+        while True:
+            try:
+                be = JackBackend(chain, args.channels, args.name, args.server)
+            except JackError as exc:
+                if not args.reconnect or stop["now"]:
+                    raise
+                print(f"rtengine: {exc}; retrying in 1 s (--reconnect)", file=sys.stderr)
+                time.sleep(1.0)
+                continue
+            path = None
+            midi = None
+            try:
+                be.start()
+                _connect(be, args.connect_in, args.connect_out)
+                if args.midi_map:
+                    midi = MidiControl(be, args.midi_map).start()
+                live.update(be=be, midi=midi)
+                print(f"rtengine: running {current} as JACK client '{be.client_name}': "
+                      f"{be.sample_rate} Hz, period {be.period}, latency {be.engine.latency} "
+                      f"samples ({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
+                      f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)
+                while not stop["now"]:
+                    new = _take_load_request(be, current)
+                    if new != current:
+                        chain = Chain.load(new)      # a reconnect restarts with this one
+                        if midi is not None:
+                            midi.rebind()
+                    current = new
+                    path = _write_status(be, current, started)
+                    if be.server_gone:
+                        break
+                    if deadline and time.monotonic() > deadline:
+                        stop["now"] = True
+                        break
+                    time.sleep(args.status_interval)
+                gone = be.server_gone
+                st = be.stats()
+            finally:
+                live.update(be=None, midi=None)
+                if midi is not None:
+                    midi.stop()
+                be.close()
+                if path is not None:
+                    path.unlink(missing_ok=True)
+            if not gone:
+                print(f"rtengine: stopped after {st.cycles} cycles, {st.xruns} xruns, callback "
+                      f"median {st.callback_us_median:.1f} us, p99 {st.callback_us_p99:.1f} us, "
+                      f"max {st.callback_us_max:.1f} us", file=sys.stderr)
+                return 0
+            print("rtengine: the JACK server went away" +
+                  ("; reconnecting (--reconnect)" if args.reconnect else
+                   "; exiting (use --reconnect to wait for it)"), file=sys.stderr)
+            if not args.reconnect:
+                return EXIT_SERVER_GONE
+    finally:
+        if osc is not None:
+            osc.stop()
 
 
 def _running(name: str | None) -> list[dict]:

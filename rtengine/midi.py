@@ -14,6 +14,7 @@
 Other sources, one per entry: ``cc14 = N`` (MSB on N, LSB on N + 32),
 ``nrpn = N`` / ``rpn = N`` (data entry 6/38, increment 96, decrement 97),
 ``pitchbend = true``, ``note = N`` with ``mode = "toggle"`` or ``"momentary"``,
+``osc = "/1/fader1"`` (an OSC address sending 0..1, see rtengine.osc),
 ``cc = N`` with ``relative = "twos_complement" | "binary_offset" |
 "sign_magnitude"`` (and ``step``, the fraction of the range per tick,
 ``acceleration``), and ``program = true`` with ``presets = [chain files]``.
@@ -31,11 +32,12 @@ from typing import Callable
 
 from .errors import RtEngineError
 
-SOURCES = ("cc", "cc14", "nrpn", "rpn", "pitchbend", "note", "program")
+SOURCES = ("cc", "cc14", "nrpn", "rpn", "pitchbend", "note", "program", "osc")
 CURVES = ("auto", "linear", "log", "exp")
 TAKEOVERS = ("none", "pickup", "scale")
 RELATIVE = ("twos_complement", "binary_offset", "sign_magnitude")
-KEYS = {"cc", "cc14", "nrpn", "rpn", "pitchbend", "note", "program", "channel", "target", "min",
+KEYS = {"cc", "cc14", "nrpn", "rpn", "pitchbend", "note", "program", "osc", "channel", "target",
+        "min",
         "max", "curve", "invert", "takeover", "feedback", "mode", "relative", "step",
         "acceleration", "presets"}
 PICKUP_WINDOW = 0.03           # a control "meets" the value within 3 % of its travel
@@ -62,6 +64,7 @@ class Mapping:
     step: float = 1.0 / 127.0
     acceleration: float = 0.0
     presets: list[str] = field(default_factory=list)
+    address: str = ""                      # OSC address (source "osc")
     param: object = None                   # rtengine.params.Param of the target
     # state
     last_x: float | None = None            # last control position (0..1)
@@ -155,6 +158,11 @@ def _entry(e: dict, i: int, path: Path, engine) -> Mapping:
         if isinstance(num, bool) or not isinstance(num, int) or not 0 <= num <= hi_num:
             raise MidiMapError(f"{where}: {src} must be a number 0..{hi_num}, got {num!r}")
         m.number = num
+    if src == "osc":
+        addr = e["osc"]
+        if not isinstance(addr, str) or not addr.startswith("/"):
+            raise MidiMapError(f"{where}: osc must be an address like \"/1/fader1\"")
+        m.address = addr
     if "channel" in e:
         ch = e["channel"]
         if isinstance(ch, bool) or not isinstance(ch, int) or not 1 <= ch <= 16:
@@ -357,13 +365,23 @@ class Mapper:
             else:
                 self._absolute(m, v / 127.0)
 
+    def handle_osc(self, address: str, value: float) -> bool:
+        """An OSC message for a mapped address (value 0..1, a control position);
+        returns whether a mapping took it."""
+        took = False
+        for m in self.mappings:
+            if m.source == "osc" and m.address == address:
+                self._absolute(m, float(value))
+                took = True
+        return took
+
     # -- feedback ---------------------------------------------------------------------
     def feedback(self) -> list[bytes]:
         """Messages that bring the controller's faders and LEDs to the current
         values (only what changed since the last call)."""
         out = []
         for m in self.mappings:
-            if not m.feedback or m.source == "program":
+            if not m.feedback or m.source in ("program", "osc"):
                 continue
             x = _unshape(m, self.engine.get(m.target))
             ch = m.channel or 0

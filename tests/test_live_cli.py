@@ -142,3 +142,48 @@ def test_load_switches_the_running_chain(env, tmp_path):
         if p.poll() is None:
             p.kill()
         server.stop()
+
+
+def test_run_with_midi_map_and_osc(env, tmp_path):
+    import queue
+    import socket
+    import threading
+
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+    from pythonosc.udp_client import SimpleUDPClient
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    mp = tmp_path / "map.toml"
+    mp.write_text('[[map]]\ncc = 7\ntarget = "compressor.threshold_db"\n'
+                  '[[map]]\nosc = "/fader"\ntarget = "compressor.ratio"\n')
+    server = JackServer()
+    p = rt("run", "--chain", CHAIN, "--server", server.name, "--name", "live5",
+           "--connect-in", "none", "--connect-out", "none", "--duration", "8",
+           "--map", str(mp), "--osc-port", str(port), env=env)
+    replies = queue.Queue()
+    d = Dispatcher()
+    d.set_default_handler(lambda addr, *args: replies.put((addr, args)))
+    me = ThreadingOSCUDPServer(("127.0.0.1", 0), d)
+    threading.Thread(target=me.serve_forever, daemon=True).start()
+    client = SimpleUDPClient("127.0.0.1", port)
+    client._sock = me.socket
+    try:
+        wait_status(env, "live5")
+        client.send_message("/rtengine/compressor/threshold_db", -33.0)
+        assert replies.get(timeout=5) == ("/rtengine/compressor/threshold_db", (-33.0,))
+        client.send_message("/fader", 1.0)
+        time.sleep(0.3)
+        client.send_message("/rtengine/compressor/ratio", [])
+        assert replies.get(timeout=5) == ("/rtengine/compressor/ratio", (20.0,))
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert f"OSC on 127.0.0.1:{port}" in err
+    finally:
+        me.shutdown()
+        me.server_close()
+        if p.poll() is None:
+            p.kill()
+        server.stop()

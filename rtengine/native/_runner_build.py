@@ -23,10 +23,11 @@ def cdef_text(header: Path) -> str:
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_text(HERE / "runner.h"))
 ffibuilder.cdef(cdef_text(HERE / "jack.h"))
+ffibuilder.cdef(cdef_text(HERE / "pa.h"))
 ffibuilder.set_source(
     "rtengine._runner",
-    '#include "runner.h"\n#include "jack.h"',
-    sources=[str((HERE / name).relative_to(ROOT)) for name in ("runner.c", "jack.c")],
+    '#include "runner.h"\n#include "jack.h"\n#include "pa.h"',
+    sources=[str((HERE / name).relative_to(ROOT)) for name in ("runner.c", "jack.c", "pa.c")],
     include_dirs=[str(HERE.relative_to(ROOT))],
     extra_compile_args=CFLAGS,
     extra_link_args=["-pthread"],

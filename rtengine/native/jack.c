@@ -8,6 +8,7 @@
 #include <time.h>
 #include "runner.h"
 #include "jack.h"
+#include "meter.h"
 
 /* ---- the part of the JACK API this file uses ------------------------------ */
 typedef uint32_t jack_nframes_t;
@@ -119,13 +120,6 @@ int rt_jack_load(const char *libpath, char *err, int32_t errlen)
     return 0;
 }
 
-static uint64_t rt_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- MIDI rings: single producer, single consumer, lock-free --------------
  * Records are [u32 frame time][u16 size][size bytes]; a record is published
  * whole or not at all.  RT_MIDI_RING is a power of two. */
@@ -216,36 +210,6 @@ static void rt_ring_to_midi(rt_ring *r, void *port_buf, uint64_t *dropped)
         tail += 6 + size;
     }
     __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
-}
-
-/* Counters and a ring of callback durations, shared by both client kinds. */
-typedef struct rt_meter {
-    rt_jack_stats s;
-    float times_us[RT_JACK_TIMES];
-    uint32_t head;                      /* next slot; written by the callback only */
-} rt_meter;
-
-static void rt_meter_cycle(rt_meter *m, uint64_t t0, jack_nframes_t n)
-{
-    uint64_t dt = rt_ns() - t0;
-    uint32_t h = __atomic_load_n(&m->head, __ATOMIC_RELAXED);
-    m->times_us[h % RT_JACK_TIMES] = (float)((double)dt * 1e-3);
-    __atomic_store_n(&m->head, h + 1, __ATOMIC_RELEASE);
-    uint32_t rate = __atomic_load_n(&m->s.sample_rate, __ATOMIC_RELAXED);
-    if (rate && (double)dt * 1e-9 * rate > (double)n)
-        __atomic_add_fetch(&m->s.deadline_misses, 1, __ATOMIC_RELAXED);
-    if (dt > m->s.max_ns) __atomic_store_n(&m->s.max_ns, dt, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&m->s.frames, n, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&m->s.cycles, 1, __ATOMIC_RELEASE);
-}
-
-static int32_t rt_meter_recent(rt_meter *m, float *dst, int32_t max)
-{
-    uint32_t h = __atomic_load_n(&m->head, __ATOMIC_ACQUIRE);
-    uint32_t n = h < RT_JACK_TIMES ? h : RT_JACK_TIMES;
-    if ((uint32_t)max < n) n = (uint32_t)max;
-    for (uint32_t i = 0; i < n; i++) dst[i] = m->times_us[(h - n + i) % RT_JACK_TIMES];
-    return (int32_t)n;
 }
 
 static int rt_on_xrun(void *arg)

@@ -1,0 +1,49 @@
+"""The PortAudio backend, on PortAudio's JACK host API against a private jackd
+(this machine has no sound card; with one, the ALSA devices appear too)."""
+import os
+import subprocess
+import sys
+import textwrap
+
+from jackutil import JackServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent("""
+    import json, time
+    from rtengine.backends.portaudio import PortAudioBackend, PortAudioError, devices
+    devs = devices()
+    jack = [d for d in devs if "JACK" in d.host_api]
+    assert jack, [str(d) for d in devs]
+    try:
+        PortAudioBackend("latency_bench/chains/reference.toml", device="no such device")
+    except PortAudioError as e:
+        bad = str(e)
+    with PortAudioBackend("latency_bench/chains/reference.toml", device=jack[0].index,
+                          channels=2, block_size=64) as be:
+        be.start()
+        time.sleep(1.5)
+        st = be.stats()
+        lat = be.stream_latency
+    print(json.dumps({"devices": [str(d) for d in devs], "bad": bad, "cycles": st.cycles,
+                      "rate": st.sample_rate, "median": st.callback_us_median,
+                      "p99": st.callback_us_p99, "xruns": st.xruns, "latency": lat}))
+""")
+
+
+def test_portaudio_stream_runs_the_chain():
+    server = JackServer(48000, 64)
+    try:
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1")
+        r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "no PortAudio device 'no such device'" in res["bad"] and "JACK" in res["bad"]
+    assert res["rate"] == 48000
+    assert res["cycles"] > 0.5 * 1.5 * 48000 / 64          # the C callback ran the runner
+    assert 0 < res["median"] <= res["p99"] < 1333
+    assert res["latency"][1] > 0
