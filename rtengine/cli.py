@@ -100,6 +100,10 @@ def _cmd_run(args) -> int:
     if args.channels < 1:
         print("rtengine: error: --channels must be at least 1", file=sys.stderr)
         return 2
+    if args.midi_in and not args.midi_map:
+        print("rtengine: error: --midi-in needs --map (what should the controls drive?)",
+              file=sys.stderr)
+        return 2
     return run(args)
 
 
@@ -222,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'system' (playback ports), 'none', or comma-separated port names")
     p.add_argument("--midi-map", "--map", dest="midi_map", default=None,
                    help="map file (TOML): MIDI controls on midi_in and OSC addresses")
+    p.add_argument("--midi-in", default=None,
+                   help="also read a hardware MIDI port (ALSA, by name or number; needs --map)")
     p.add_argument("--osc-port", type=int, default=None,
                    help="listen for OSC on this UDP port (/rtengine/<stage>/<param>)")
     p.add_argument("--osc-host", default="127.0.0.1",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -61,14 +62,49 @@ class MidiControl:
     """The mapper thread: MIDI from the backend's midi_in ring to parameter
     targets, feedback to midi_out, program changes to preset loads."""
 
-    def __init__(self, backend: JackBackend, map_path, interval: float = 0.002):
+    def __init__(self, backend: JackBackend, map_path, interval: float = 0.002,
+                 hardware_port: str | None = None):
         self.backend = backend
         self.map_path = map_path
         self.interval = interval
         self.mapper = Mapper.from_file(map_path, backend.engine, self._program)
         self.loads: list[str] = []
+        self._hw_in = self._hw_out = None
+        self._hw_queue: queue.SimpleQueue = queue.SimpleQueue()
+        if hardware_port is not None:
+            self._open_hardware(hardware_port)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtengine-midi", daemon=True)
+
+    def _open_hardware(self, name: str) -> None:
+        """A hardware MIDI port through python-rtmidi (ALSA sequencer)."""
+        try:
+            import rtmidi
+        except ImportError:
+            raise RtEngineError("python-rtmidi is not installed (pip install python-rtmidi)") \
+                from None
+        try:
+            mi = rtmidi.MidiIn(rtmidi.API_LINUX_ALSA, "rtengine")
+            mo = rtmidi.MidiOut(rtmidi.API_LINUX_ALSA, "rtengine")
+        except Exception:
+            raise RtEngineError("no ALSA sequencer on this machine (/dev/snd/seq is missing or "
+                                "snd-seq is not loaded): hardware MIDI is not available; "
+                                "connect the controller through JACK MIDI instead") from None
+        ports = mi.get_ports()
+        idx = next((i for i, p in enumerate(ports) if name == str(i) or name.lower() in
+                    p.lower()), None)
+        if idx is None:
+            raise RtEngineError(f"no hardware MIDI port {name!r}; ports: "
+                                f"{', '.join(ports) or 'none'} (rtengine midi list)")
+        mi.ignore_types(sysex=True, timing=True, active_sense=True)
+        mi.set_callback(lambda event, data=None: self._hw_queue.put(bytes(event[0])))
+        mi.open_port(idx)
+        outs = mo.get_ports()
+        oidx = next((i for i, p in enumerate(outs) if ports[idx].split(":")[0] in p), None)
+        if oidx is not None:
+            mo.open_port(oidx)
+            self._hw_out = mo
+        self._hw_in = mi
 
     def _program(self, path: str) -> None:
         self.loads.append(path)
@@ -84,7 +120,10 @@ class MidiControl:
             self.mapper.mappings = []
 
     def poll(self) -> None:
-        for _, msg in self.backend.read_midi():
+        msgs = [m for _, m in self.backend.read_midi()]
+        while not self._hw_queue.empty():
+            msgs.append(self._hw_queue.get_nowait())
+        for msg in msgs:
             try:
                 self.mapper.handle(msg)
             except RtEngineError as exc:         # e.g. a preset that fails to load
@@ -92,6 +131,9 @@ class MidiControl:
         fb = self.mapper.feedback()
         if fb:
             self.backend.send_midi(fb)
+            if self._hw_out is not None:
+                for m in fb:
+                    self._hw_out.send_message(list(m))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -104,7 +146,11 @@ class MidiControl:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
+        for port in (self._hw_in, self._hw_out):
+            if port is not None:
+                port.close_port()
 
 
 def _request_path(client: str) -> Path:
@@ -173,7 +219,7 @@ def run(args) -> int:
                 be.start()
                 _connect(be, args.connect_in, args.connect_out)
                 if args.midi_map:
-                    midi = MidiControl(be, args.midi_map).start()
+                    midi = MidiControl(be, args.midi_map, hardware_port=args.midi_in).start()
                 live.update(be=be, midi=midi)
                 print(f"rtengine: running {current} as JACK client '{be.client_name}': "
                       f"{be.sample_rate} Hz, period {be.period}, latency {be.engine.latency} "

@@ -187,3 +187,20 @@ def test_run_with_midi_map_and_osc(env, tmp_path):
         if p.poll() is None:
             p.kill()
         server.stop()
+
+
+def test_hardware_midi_without_a_sequencer_is_a_clear_error(env, tmp_path):
+    if os.path.exists("/dev/snd/seq"):
+        pytest.skip("this machine has an ALSA sequencer")
+    server = JackServer()
+    mp = tmp_path / "map.toml"
+    mp.write_text('[[map]]\ncc = 7\ntarget = "compressor.threshold_db"\n')
+    try:
+        p = rt("run", "--chain", CHAIN, "--server", server.name, "--name", "live6",
+               "--connect-in", "none", "--connect-out", "none", "--map", str(mp),
+               "--midi-in", "nanoKONTROL", env=env)
+        out, err = p.communicate(timeout=30)
+    finally:
+        server.stop()
+    assert p.returncode == 1
+    assert "no ALSA sequencer on this machine" in err and "JACK MIDI" in err
