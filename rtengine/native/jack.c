@@ -240,6 +240,17 @@ static void rt_on_shutdown(void *arg)
     __atomic_store_n(&m->s.shutdown, 1, __ATOMIC_RELEASE);
 }
 
+/* Server facts and the notifications every client of ours counts. */
+static void rt_meter_attach(jack_client_t *c, rt_meter *m)
+{
+    m->s.sample_rate = J.get_sample_rate(c);
+    m->s.period = J.get_buffer_size(c);
+    J.set_xrun_callback(c, rt_on_xrun, m);
+    J.set_buffer_size_callback(c, rt_on_bufsize, m);
+    J.set_sample_rate_callback(c, rt_on_rate, m);
+    J.on_shutdown(c, rt_on_shutdown, m);
+}
+
 /* ---- the engine client -------------------------------------------------------- */
 #define RT_SCRATCH 4096                 /* frames per runner call; longer periods loop */
 
@@ -409,14 +420,9 @@ rt_jack *rt_jack_open(const char *client_name, const char *server_name, int32_t 
         free(j);
         return NULL;
     }
-    j->m.s.sample_rate = J.get_sample_rate(j->client);
-    j->m.s.period = J.get_buffer_size(j->client);
+    rt_meter_attach(j->client, &j->m);
     J.set_process_callback(j->client, rt_jack_process, j);
-    J.set_xrun_callback(j->client, rt_on_xrun, &j->m);
-    J.set_buffer_size_callback(j->client, rt_on_bufsize, &j->m);
-    J.set_sample_rate_callback(j->client, rt_on_rate, &j->m);
     J.set_latency_callback(j->client, rt_jack_latency, j);
-    J.on_shutdown(j->client, rt_on_shutdown, &j->m);
     return j;
 }
 
@@ -641,12 +647,8 @@ rt_peer *rt_peer_open(const char *client_name, const char *server_name, int32_t 
         free(p);
         return NULL;
     }
-    p->m.s.sample_rate = J.get_sample_rate(p->client);
-    p->m.s.period = J.get_buffer_size(p->client);
+    rt_meter_attach(p->client, &p->m);
     J.set_process_callback(p->client, rt_peer_process, p);
-    J.set_xrun_callback(p->client, rt_on_xrun, &p->m);
-    J.set_buffer_size_callback(p->client, rt_on_bufsize, &p->m);
-    J.on_shutdown(p->client, rt_on_shutdown, &p->m);
     return p;
 }
 
