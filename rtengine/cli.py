@@ -100,6 +100,11 @@ def _cmd_run(args) -> int:
     if args.channels < 1:
         print("rtengine: error: --channels must be at least 1", file=sys.stderr)
         return 2
+    if args.backend == "portaudio" and (args.connect_in != "system" or
+                                        args.connect_out != "system" or args.reconnect):
+        print("rtengine: error: --connect-in/--connect-out/--reconnect are for JACK",
+              file=sys.stderr)
+        return 2
     if args.midi_in and not args.midi_map:
         print("rtengine: error: --midi-in needs --map (what should the controls drive?)",
               file=sys.stderr)
@@ -217,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_render)
     p = sub.add_parser("run", help="run a chain live as a JACK client")
     p.add_argument("--chain", required=True, help="chain file (TOML)")
+    p.add_argument("--backend", choices=("jack", "portaudio"), default="jack",
+                   help="jack (default) or portaudio (a sound card without JACK)")
+    p.add_argument("--device", default=None,
+                   help="PortAudio device, by number or part of its name (rtengine devices)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="PortAudio sample rate (default: the device's)")
+    p.add_argument("--block-size", type=int, default=128,
+                   help="PortAudio frames per callback (default 128)")
     p.add_argument("--name", default="rtengine", help="JACK client name (default rtengine)")
     p.add_argument("--server", default=None, help="JACK server name (default: the default server)")
     p.add_argument("--channels", type=int, default=2, help="audio inputs and outputs (default 2)")

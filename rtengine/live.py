@@ -206,7 +206,13 @@ def run(args) -> int:
     try:
         while True:
             try:
-                be = JackBackend(chain, args.channels, args.name, args.server)
+                if args.backend == "portaudio":
+                    from .backends.portaudio import PortAudioBackend
+                    be = PortAudioBackend(chain, args.device, args.channels, args.rate,
+                                          args.block_size)
+                    be.client_name = args.name
+                else:
+                    be = JackBackend(chain, args.channels, args.name, args.server)
             except JackError as exc:
                 if not args.reconnect or stop["now"]:
                     raise
@@ -217,11 +223,13 @@ def run(args) -> int:
             midi = None
             try:
                 be.start()
-                _connect(be, args.connect_in, args.connect_out)
+                if args.backend == "jack":
+                    _connect(be, args.connect_in, args.connect_out)
                 if args.midi_map:
                     midi = MidiControl(be, args.midi_map, hardware_port=args.midi_in).start()
                 live.update(be=be, midi=midi)
-                print(f"rtengine: running {current} as JACK client '{be.client_name}': "
+                kind = "JACK client" if args.backend == "jack" else "PortAudio stream"
+                print(f"rtengine: running {current} as {kind} '{be.client_name}': "
                       f"{be.sample_rate} Hz, period {be.period}, latency {be.engine.latency} "
                       f"samples ({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
                       f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)

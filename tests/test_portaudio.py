@@ -47,3 +47,39 @@ def test_portaudio_stream_runs_the_chain():
     assert res["cycles"] > 0.5 * 1.5 * 48000 / 64          # the C callback ran the runner
     assert 0 < res["median"] <= res["p99"] < 1333
     assert res["latency"][1] > 0
+
+
+def test_rtengine_run_with_the_portaudio_backend(tmp_path):
+    import json
+    import time
+    server = JackServer(48000, 64)
+    env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1",
+               XDG_RUNTIME_DIR=str(tmp_path))
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "rtengine", "run", "--backend", "portaudio",
+                              "--device", "system", "--block-size", "64", "--name", "pa1",
+                              "--chain", "latency_bench/chains/reference.toml", "--duration",
+                              "4"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        status = None
+        end = time.monotonic() + 20
+        while time.monotonic() < end and p.poll() is None:
+            r = subprocess.run([sys.executable, "-m", "rtengine", "status", "--json", "--name",
+                                "pa1"], cwd=ROOT, env=env, capture_output=True, text=True)
+            if r.returncode == 0:
+                status = json.loads(r.stdout.splitlines()[0])
+                if status["cycles"] > 200:
+                    break
+            time.sleep(0.2)
+        out, err = p.communicate(timeout=30)
+        bad = subprocess.run([sys.executable, "-m", "rtengine", "run", "--backend", "portaudio",
+                              "--device", "nonexistent", "--chain",
+                              "latency_bench/chains/reference.toml"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert p.returncode == 0, err
+    assert "as PortAudio stream 'pa1'" in err and "stopped after" in err
+    assert status and status["cycles"] > 200 and status["server"] == "portaudio"
+    assert "system" in status["inputs"][0]
+    assert bad.returncode == 1 and "no PortAudio device 'nonexistent'" in bad.stderr

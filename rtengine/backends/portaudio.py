@@ -8,6 +8,7 @@ to other programs, or route to other applications.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +93,39 @@ class PortAudioBackend:
         if self._s == ffi.NULL:
             raise PortAudioError(ffi.string(err).decode())
         lib.rt_pa_set_runner(self._s, self.engine._r)
+
+    # what `rtengine run` and `rtengine status` read, as for the JACK backend
+    client_name = "rtengine"
+    server = "portaudio"
+    server_gone = False
+
+    @property
+    def inputs(self) -> list[str]:
+        return [f"{self.input_device.name} [{self.input_device.host_api}]"]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [f"{self.output_device.name} [{self.output_device.host_api}]"]
+
+    @property
+    def period(self) -> int:
+        return self.block_size
+
+    def read_midi(self) -> list:
+        return []                              # MIDI comes from hardware ports (--midi-in)
+
+    def send_midi(self, messages) -> int:
+        return 0
+
+    def swap(self, chain, fade_ms: float = 20.0) -> None:
+        """Replace the chain (prepared here; switched at the next callback, no
+        crossfade on this backend)."""
+        new = Engine(chain, sample_rate=self.sample_rate, block_size=self.block_size,
+                     channels=self.channels)
+        lib.rt_pa_set_runner(self._s, new._r)
+        time.sleep(max(0.05, 4 * self.block_size / self.sample_rate))   # a few callbacks
+        self._old = getattr(self, "_old", []) + [self.engine]
+        self.engine = new
 
     def start(self) -> None:
         err = ffi.new("char[]", ERRLEN)
