@@ -30,9 +30,20 @@ def clean_stale_shm():
                 pass
 
 
-def JackServer(rate=48000, period=64):
+def JackServer(rate=48000, period=64, realtime=False):
+    """A private server; with realtime=True it tries real-time scheduling first
+    (root may use it) and says, in .realtime, whether it got it."""
     clean_stale_shm()
+    if realtime:
+        try:
+            s = PrivateJackd(rate, period, realtime=True)
+            s.realtime = True
+            return s
+        except JackError:
+            pass
     try:
-        return PrivateJackd(rate, period)
+        s = PrivateJackd(rate, period)
+        s.realtime = False
+        return s
     except JackError as exc:
         pytest.fail(str(exc))

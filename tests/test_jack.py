@@ -237,7 +237,9 @@ class _Thru:
 
 @pytest.fixture
 def server128():
-    s = JackServer(48000, 128)
+    # real-time scheduling where allowed: then the hog cannot take the CPU from
+    # the audio threads, and what is left to show is whether the GIL matters
+    s = JackServer(48000, 128, realtime=True)
     yield s
     s.stop()
 
@@ -253,10 +255,13 @@ def test_gil_hog_adds_no_xruns(server128):
         n, stats = count_xruns(server, lambda: _Engine(server), seconds, hog=True)
         eng_xruns += n
     print(f"xruns with a GIL hog over {rounds} x {seconds} s: engine {eng_xruns}, "
-          f"pass-through {base_xruns}")
+          f"pass-through {base_xruns} (real-time jackd: {server.realtime})")
     assert stats.cycles > 0.9 * seconds * 48000 / 128 * 0.5
     # the dummy driver on a shared 2-core VM xruns now and then whatever the
-    # client does: allow the baseline's own noise, no more
-    assert eng_xruns <= base_xruns + 3, (f"engine: {eng_xruns} xruns with a GIL hog, "
-                                         f"pass-through client: {base_xruns}")
+    # client does: allow the baseline's own noise, no more.  Without real-time
+    # scheduling the hog also competes for the CPU itself (not the GIL), which
+    # costs the longer engine callback more: a looser bound then.
+    slack = 3 if server.realtime else 10
+    assert eng_xruns <= base_xruns + slack, (f"engine: {eng_xruns} xruns with a GIL hog, "
+                                             f"pass-through client: {base_xruns}")
     assert stats.callback_us_p99 < 2667 / 4, "callback p99 should be far below one period"
