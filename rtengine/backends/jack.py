@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._runner import ffi, lib
-from ..chain import Chain
 from ..engine import Engine
 from ..errors import RtEngineError
 
@@ -132,8 +131,6 @@ class JackBackend(_MidiIO):
 
     def __init__(self, chain, channels: int = 2, client_name: str = "rtengine",
                  server: str | None = None):
-        self.chain = chain if isinstance(chain, Chain) else None
-        self._chain_arg = chain
         self.channels = int(channels)
         err = _err_buf()
         if lib.rt_jack_load(ffi.NULL, err, ERRLEN):
@@ -242,8 +239,7 @@ class JackBackend(_MidiIO):
                     self._old.append(old)         # maybe still in use: keep it alive
                     break
                 time.sleep(0.002)
-            if lib.rt_jack_sync(self._j, 2000):
-                self._old.append(old)
+            # swaps_done moves only once the callback has dropped the old runner
             lib.rt_jack_recompute_latency(self._j)
 
     def close(self) -> None:

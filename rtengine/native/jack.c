@@ -455,20 +455,6 @@ uint32_t rt_jack_swaps_done(rt_jack *j)
     return __atomic_load_n(&j->swaps_done, __ATOMIC_ACQUIRE);
 }
 
-int rt_jack_sync(rt_jack *j, int32_t timeout_ms)
-{
-    if (!j->active || __atomic_load_n(&j->m.s.shutdown, __ATOMIC_ACQUIRE)) return 0;
-    uint64_t c0 = __atomic_load_n(&j->m.s.cycles, __ATOMIC_ACQUIRE);
-    uint64_t deadline = rt_ns() + (uint64_t)timeout_ms * 1000000u;
-    struct timespec nap = {0, 200000};
-    while (__atomic_load_n(&j->m.s.cycles, __ATOMIC_ACQUIRE) < c0 + 2) {
-        if (__atomic_load_n(&j->m.s.shutdown, __ATOMIC_ACQUIRE)) return 0;
-        if (rt_ns() > deadline) return -1;
-        nanosleep(&nap, NULL);
-    }
-    return 0;
-}
-
 int rt_jack_activate(rt_jack *j)
 {
     int e = J.activate(j->client);

@@ -58,9 +58,6 @@ int32_t rt_jack_midi_send(rt_jack *j, const uint8_t *records, int32_t len);
 void rt_jack_swap_runner(rt_jack *j, void *runner, int32_t latency, int32_t fade_frames);
 uint32_t rt_jack_swaps_done(rt_jack *j);
 
-/* Wait (control thread, bounded by timeout_ms) until the callback has finished
- * every cycle that may have used the previous runner.  0, or -1 on timeout. */
-int rt_jack_sync(rt_jack *j, int32_t timeout_ms);
 
 int rt_jack_activate(rt_jack *j);
 int rt_jack_connect(rt_jack *j, const char *source, const char *destination);
