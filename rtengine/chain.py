@@ -8,6 +8,8 @@
     [stage.params]           # parameter values by id
     lowcut_on = true
     lowcut_freq = 90.0
+    [stage.options]          # construction settings some plugins take (a pyo
+    patch = "reverb.py"      # patch file, relative to the chain file's folder)
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import tomli_w
 from . import registry
 from .errors import ChainError, ParameterError, PluginError
 
-STAGE_KEYS = {"plugin", "name", "impl", "bypass", "params"}
+STAGE_KEYS = {"plugin", "name", "impl", "bypass", "params", "options"}
 
 
 @dataclass
@@ -31,6 +33,7 @@ class StageSpec:
     params: dict[str, Any] = field(default_factory=dict)
     impl: str = "c"
     bypass: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.name:
@@ -41,6 +44,7 @@ class StageSpec:
 class Chain:
     stages: list[StageSpec]
     source: str = "<chain>"
+    base: Path | None = None          # folder that relative option paths start from
 
     # ---- reading -------------------------------------------------------------
     @classmethod
@@ -52,10 +56,11 @@ class Chain:
             raise ChainError(f"chain file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ChainError(f"chain file {path} cannot be read: {exc}") from None
-        return cls.from_toml(text, source=str(path))
+        return cls.from_toml(text, source=str(path), base=path.resolve().parent)
 
     @classmethod
-    def from_toml(cls, text: str, source: str = "<string>") -> "Chain":
+    def from_toml(cls, text: str, source: str = "<string>",
+                  base: Path | None = None) -> "Chain":
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -66,10 +71,11 @@ class Chain:
                              "[[stage]] with plugin = \"name\"")
         if not isinstance(stages, list):
             raise ChainError(f"{source}: 'stage' must be an array of tables ([[stage]])")
-        return cls.from_list(stages, source=source)
+        return cls.from_list(stages, source=source, base=base)
 
     @classmethod
-    def from_list(cls, items: Iterable, source: str = "<list>") -> "Chain":
+    def from_list(cls, items: Iterable, source: str = "<list>",
+                  base: Path | None = None) -> "Chain":
         """Stages from dicts, (plugin, params) tuples, plugin names or StageSpecs."""
         specs = []
         for i, item in enumerate(items, 1):
@@ -105,8 +111,11 @@ class Chain:
             bypass = item.get("bypass", False)
             if not isinstance(bypass, bool):
                 raise ChainError(f"{where}: bypass must be true or false")
-            specs.append(StageSpec(plugin, name, dict(params), impl, bypass))
-        chain = cls(specs, source)
+            options = item.get("options", {})
+            if not isinstance(options, Mapping):
+                raise ChainError(f"{where}: options must be a table of name = value")
+            specs.append(StageSpec(plugin, name, dict(params), impl, bypass, dict(options)))
+        chain = cls(specs, source, base)
         chain.validate()
         return chain
 
@@ -128,6 +137,14 @@ class Chain:
             if s.impl not in cls.impls:
                 raise ChainError(f"{where}: impl {s.impl!r} is not offered by {s.plugin!r} "
                                  f"({', '.join(cls.impls)})")
+            try:
+                s.options = {k: v for k, v in cls.check_options(s.options, f"{s.name}.",
+                                                                self.base).items()
+                             if k in s.options}
+            except PluginError as exc:
+                raise ChainError(f"{where}: {exc}") from None
+            if cls.dynamic_params:
+                continue                  # declared by a file: checked when the engine is built
             for pid, value in s.params.items():
                 try:
                     cls.param(pid).coerce(value, where=f"{s.name}.")
@@ -147,6 +164,8 @@ class Chain:
                 d["bypass"] = True
             if s.params:
                 d["params"] = dict(s.params)
+            if s.options:
+                d["options"] = dict(s.options)
             out.append(d)
         return {"stage": out}
 

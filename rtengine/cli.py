@@ -20,6 +20,10 @@ def _cmd_plugins(args) -> int:
         print(f"  kernels: {impls}; channels: {chans}")
         for p in cls.params:
             print(f"  {p.describe()}")
+        if cls.dynamic_params:
+            print("  parameters: declared by the file its options name")
+        for o in cls.options:
+            print(f"  {o.describe()}")
         print()
     return 0
 

@@ -15,9 +15,10 @@ from kernels import layout
 from . import registry
 from ._runner import ffi, lib
 from .chain import Chain, StageSpec
-from .errors import AudioFormatError, NativeError, ParameterError
+from .errors import AudioFormatError, NativeError, ParameterError, PluginError
 from .params import BYPASS, Param
 from .processor import Processor
+from .worker import WorkerProcessor
 
 
 def _check(err: int, what: str) -> None:
@@ -80,9 +81,12 @@ class Engine:
         self._in_ptr = self._out_ptr = None
         processors = []
         for spec in self.chain.stages:
-            proc = registry.get(spec.plugin)(impl=spec.impl)
-            for pid, value in spec.params.items():
-                proc.values[pid] = proc.param(pid).coerce(value, where=f"{spec.name}.")
+            try:
+                proc = registry.get(spec.plugin)(impl=spec.impl, **spec.options)
+                for pid, value in spec.params.items():
+                    proc.values[pid] = proc.param(pid).coerce(value, where=f"{spec.name}.")
+            except (PluginError, ParameterError) as exc:
+                raise type(exc)(f"{self.chain.source}: stage {spec.name!r}: {exc}") from None
             processors.append((spec, proc))
         self._build(processors)
 
@@ -96,6 +100,8 @@ class Engine:
             params = tuple(proc.params) + (BYPASS,)
             align = layout.delay_state(nch, proc.latency, sr)
             st = Stage(spec.name, spec.plugin, proc, npar, params, align)
+            if isinstance(proc, WorkerProcessor):
+                proc.stage_name = spec.name
             if proc.blob_size:
                 st.blob_shared = np.zeros(proc.blob_size)
                 st.blob_scratch = np.zeros(proc.blob_size)
@@ -149,6 +155,8 @@ class Engine:
             cs.blob_seq = 0
             cs.blob_seen = 0
 
+        self.workers = [st for st in self.stages if isinstance(st.processor, WorkerProcessor)]
+        self._workers_live = False
         self._r = ffi.new("rt_runner *")
         r = self._r
         r.nstages = len(self.stages)
@@ -179,6 +187,34 @@ class Engine:
         c = self._r.counters
         return {"blocks": c.blocks, "frames": c.frames, "nonfinite_in": c.nonfinite_in,
                 "nonfinite_stage": c.nonfinite_stage, "blob_retries": c.blob_retries}
+
+    @property
+    def worker_counters(self) -> dict[str, dict[str, int]]:
+        """Per worker stage: chunks processed and skipped, samples that fell back
+        to the dry signal (misses), failures."""
+        return {st.name: st.processor.counters for st in self.workers}
+
+    # ---- worker stages ----------------------------------------------------------
+    def start_workers(self) -> None:
+        """Run worker stages on their own threads (live backends call this before
+        the audio starts).  Until then, and after ``stop_workers``, the engine
+        drives them itself after every block."""
+        for st in self.workers:
+            st.processor.start(st.name)
+        self._workers_live = True
+
+    def stop_workers(self) -> None:
+        for st in self.workers:
+            st.processor.stop()
+        self._workers_live = False
+
+    def close(self) -> None:
+        """Stop worker threads.  The engine can still render afterwards."""
+        self.stop_workers()
+
+    def _pump(self) -> None:
+        for st in self.workers:
+            st.processor.pump(raise_errors=True)
 
     def describe(self) -> str:
         lines = [f"chain {self.chain.source}: {len(self.stages)} stages, "
@@ -252,14 +288,19 @@ class Engine:
             for p in st.params[:-1]:
                 v = st.processor.values[p.id]
                 vals[p.id] = p.choices[int(v)] if p.choices else (bool(v >= 0.5) if p.toggle else v)
+            opts = {o.id: st.processor.opts[o.id] for o in st.processor.options
+                    if st.processor.opts[o.id] != o.default}
             specs.append(StageSpec(st.plugin, st.name, vals, st.processor.impl,
-                                   self.get(f"{st.name}.bypass") >= 0.5))
+                                   self.get(f"{st.name}.bypass") >= 0.5, opts))
         return Chain(specs, self.chain.source)
 
     # ---- processing -----------------------------------------------------------
     def reset(self) -> None:
         """Clear all processing state; parameters jump to their targets.  Not
-        concurrent with ``process``."""
+        concurrent with ``process`` (worker threads are stopped and restarted)."""
+        live = self._workers_live
+        if live:
+            self.stop_workers()
         for i, st in enumerate(self.stages):
             if st.blob_shared is not None:
                 proc = st.processor
@@ -268,6 +309,8 @@ class Engine:
             st.processor.reset()
             layout.delay_reset(st.align)
         lib.rt_runner_settle(self._r)
+        if live:
+            self.start_workers()
 
     def _check_block(self, block: np.ndarray, what: str) -> np.ndarray:
         if not isinstance(block, np.ndarray) or block.ndim != 2 or block.shape[0] != self.channels:
@@ -306,10 +349,23 @@ class Engine:
         caller's thread; frames may exceed the block size (the runner splits).
         """
         if block is self._in_obj and out is self._out_obj:
+            if self.workers and not self._workers_live:
+                return self._process_driving_workers()
             lib.rt_runner_process_io(self._r, self._in_ptr, self._in_stride,
                                      self._out_ptr, self._out_stride, self._n)
             return out
         return self._process_new(block, out)
+
+    def _process_driving_workers(self):
+        """Blocks of at most block_size, the worker stages driven after each."""
+        pos, mb = 0, self.block_size
+        while pos < self._n:
+            m = min(mb, self._n - pos)
+            lib.rt_runner_process_io(self._r, self._in_ptr + pos, self._in_stride,
+                                     self._out_ptr + pos, self._out_stride, m)
+            self._pump()
+            pos += m
+        return self._out_obj
 
     def _process_new(self, block, out):
         if isinstance(block, np.ndarray) and block.dtype != np.float32:
@@ -323,6 +379,8 @@ class Engine:
         self._in_obj, self._in_ptr, self._in_stride = block, in_ptr, self._stride(block)
         self._out_obj, self._out_ptr, self._out_stride = out, out_ptr, self._stride(out)
         self._n = block.shape[1]
+        if self.workers and not self._workers_live:
+            return self._process_driving_workers()
         lib.rt_runner_process_io(self._r, in_ptr, self._in_stride, out_ptr, self._out_stride,
                                  self._n)
         return out
@@ -342,13 +400,22 @@ class Engine:
         buf[:, :n] = signal
         self.reset()
         step = chunk or max(self.block_size, 65536 // self.block_size * self.block_size)
+        driving = bool(self.workers) and not self._workers_live
         ptr = _ptr("float *", buf)
         stride = buf.shape[1]
         pos = 0
         while pos < buf.shape[1]:
             m = min(step, buf.shape[1] - pos)
-            lib.rt_runner_process(self._r, ptr + pos, stride, m)
-            pos += m
+            if driving:                   # worker stages: one block at a time, then the workers
+                end = pos + m
+                while pos < end:
+                    k = min(self.block_size, end - pos)
+                    lib.rt_runner_process(self._r, ptr + pos, stride, k)
+                    self._pump()
+                    pos += k
+            else:
+                lib.rt_runner_process(self._r, ptr + pos, stride, m)
+                pos += m
             if progress is not None:
                 progress(min(pos, n))
         return np.ascontiguousarray(buf[:, lat:])
@@ -366,8 +433,14 @@ class Engine:
         buf[:, :n] = signal
         self.reset()
         elapsed = ffi.new("uint64_t *")
-        _check(lib.rt_runner_run_on_thread(self._r, _ptr("float *", buf), buf.shape[1],
-                                           frames_per_block, nblocks, elapsed),
-               "native render thread")
+        live = self._workers_live
+        self.start_workers()
+        try:
+            _check(lib.rt_runner_run_on_thread(self._r, _ptr("float *", buf), buf.shape[1],
+                                               frames_per_block, nblocks, elapsed),
+                   "native render thread")
+        finally:
+            if not live:
+                self.stop_workers()
         self.last_native_seconds = elapsed[0] * 1e-9
         return np.ascontiguousarray(buf[:, lat:lat + n])

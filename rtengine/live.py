@@ -35,7 +35,8 @@ def _write_status(be: JackBackend, chain_path: str, started: float) -> Path:
     data = {"pid": os.getpid(), "client": be.client_name, "server": be.server or "default",
             "chain": chain_path, "started": started, "updated": time.time(),
             "channels": be.channels, "inputs": be.inputs, "outputs": be.outputs,
-            "latency_samples": be.engine.latency, **st.as_dict()}
+            "latency_samples": be.engine.latency, "workers": be.engine.worker_counters,
+            **st.as_dict()}
     path = _status_path(be.client_name)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
@@ -345,4 +346,8 @@ def status(args) -> int:
         print(f"  callback median {d['callback_us_median']:.1f} us, p99 "
               f"{d['callback_us_p99']:.1f} us, max {d['callback_us_max']:.1f} us "
               f"(period {1e6 * d['period'] / d['sample_rate']:.0f} us)")
+        for stage, w in d.get("workers", {}).items():
+            print(f"  worker stage {stage}: {w['chunks_done']} chunks, {w['miss_samples']} "
+                  f"samples fell back to dry in {w['miss_blocks']} blocks, "
+                  f"{w['chunks_skipped']} chunks skipped, {w['failures']} failures")
     return 0

@@ -18,7 +18,9 @@ which copies it into ``state[blob_offset:]`` between blocks.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -31,6 +33,62 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 384000
 
 
+@dataclass(frozen=True)
+class Option:
+    """A construction setting of a processor, given in a chain file under
+    ``[stage.options]``: fixed while the stage runs (a patch file, a hop size).
+    ``kind`` is "path" (relative paths are resolved against the chain file's
+    folder), "float", "int" or "str"."""
+    id: str
+    kind: str
+    default: Any
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+
+    def coerce(self, value, where: str = "", base: Path | None = None):
+        label = f"{where}options.{self.id}"
+        if self.kind == "path":
+            if not isinstance(value, (str, Path)) or not str(value):
+                raise PluginError(f"{label}: expected a file path, got {value!r}")
+            path = Path(value).expanduser()
+            if not path.is_absolute() and base is not None:
+                path = base / path
+            return str(path)
+        if self.kind == "str":
+            if not isinstance(value, str):
+                raise PluginError(f"{label}: expected a string, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PluginError(f"{label}: expected a number, got {value!r}")
+        if self.kind == "int":
+            if int(value) != value:
+                raise PluginError(f"{label}: expected a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if (self.min is not None and value < self.min) or \
+                (self.max is not None and value > self.max):
+            raise PluginError(f"{label}: {value:g} is outside [{self.min:g}, {self.max:g}]")
+        return value
+
+    def describe(self) -> str:
+        rng = f" ({self.min:g} .. {self.max:g})" if self.min is not None else ""
+        return f"option {self.id:<11} {self.kind}{rng}, default {self.default!r}: {self.help}"
+
+
+class _ClassOrInstance:
+    """A method that works on the class (declared data) and on an instance
+    (whose data may differ, e.g. parameters declared by a patch file)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __get__(self, obj, owner):
+        target = owner if obj is None else obj
+        return lambda *a, **k: self.fn(target, *a, **k)
+
+
 class Processor:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -38,24 +96,43 @@ class Processor:
     channels: ClassVar[tuple[int, ...] | None] = None
     impls: ClassVar[tuple[str, ...]] = kernels.IMPLS
     kernel: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    # True when the parameters are only known per instance (declared by a file
+    # named in the options); chains then check parameter values when built
+    dynamic_params: ClassVar[bool] = False
 
-    def __init__(self, impl: str = "c"):
+    def __init__(self, impl: str = "c", **options):
         if impl not in self.impls:
             raise PluginError(f"plugin {self.name!r} has no {impl!r} kernels; "
                               f"choose one of {', '.join(self.impls)}")
         self.impl = impl
+        self.opts = self.check_options(options)
         self.spec: tuple[float, int, int] | None = None
         self.state: np.ndarray | None = None
         self.values = {p.id: p.default for p in self.params}
 
     # ---- declared data -------------------------------------------------------
-    @classmethod
-    def param(cls, pid: str) -> Param:
-        for p in cls.params:
+    @_ClassOrInstance
+    def param(self, pid: str) -> Param:
+        for p in self.params:
             if p.id == pid:
                 return p
-        raise ParameterError(f"plugin {cls.name!r} has no parameter {pid!r}; its parameters "
-                             f"are: {', '.join(p.id for p in cls.params)}")
+        raise ParameterError(f"plugin {self.name!r} has no parameter {pid!r}; its parameters "
+                             f"are: {', '.join(p.id for p in self.params) or 'none'}")
+
+    @classmethod
+    def check_options(cls, given: Mapping[str, Any], where: str = "",
+                      base: Path | None = None) -> dict[str, Any]:
+        """Every option's value (defaults filled in); PluginError for unknown
+        or bad ones."""
+        known = {o.id: o for o in cls.options}
+        unknown = set(given) - set(known)
+        if unknown:
+            raise PluginError(f"{where}plugin {cls.name!r} has no option "
+                              f"{', '.join(sorted(unknown))}; its options are: "
+                              f"{', '.join(known) or 'none'}")
+        return {oid: (o.coerce(given[oid], where, base) if oid in given else o.default)
+                for oid, o in known.items()}
 
     @property
     def latency(self) -> int:

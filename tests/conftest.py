@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import rtengine
+from rtengine.worker import WorkerProcessor
+
+PATCHES = Path(rtengine.__file__).parent / "patches"
 
 # Settings that make each of rtengine's plugins do real work in the contract
 # tests.  A plugin not listed here (a third-party one) runs at its defaults.
@@ -18,13 +23,32 @@ EXERCISE = {
     "compressor": {"threshold_db": -30.0, "ratio": 6.0, "knee_db": 6.0, "attack_ms": 2.0,
                    "release_ms": 60.0, "makeup_db": 6.0},
     "limiter": {"ceiling_db": -6.0, "release_ms": 30.0, "input_gain_db": 3.0},
+    "pyo": {"size": 0.7, "mix": 0.4},
 }
+# Construction options a plugin needs (a pyo stage needs a patch file).
+OPTIONS = {"pyo": {"patch": str(PATCHES / "reverb.py")}}
 
 PLUGINS = sorted(rtengine.plugins())
 
 
 def exercise(name: str) -> dict:
     return dict(EXERCISE.get(name, {}))
+
+
+def options(name: str) -> dict:
+    return dict(OPTIONS.get(name, {}))
+
+
+def need_impl(plugin: str, impl: str) -> type:
+    """The plugin's class; skips the test for a kernel implementation it lacks."""
+    cls = rtengine.plugins()[plugin]
+    if impl not in cls.impls:
+        pytest.skip(f"{plugin} offers {', '.join(cls.impls)} kernels only")
+    return cls
+
+
+def is_worker(plugin: str) -> bool:
+    return issubclass(rtengine.plugins()[plugin], WorkerProcessor)
 
 
 def music_like(channels: int, frames: int, sample_rate: float = 48000, seed: int = 0):

@@ -7,16 +7,18 @@ import numpy as np
 import pytest
 
 import rtengine
-from conftest import PLUGINS, exercise, music_like
+from conftest import PLUGINS, exercise, is_worker, music_like, need_impl, options
 
 SR = 48000
 N = 20000
 
 
 def engine(plugin, impl, channels=2, block=512, sr=SR, bypass=False, **params):
+    need_impl(plugin, impl)
     p = exercise(plugin)
     p.update(params)
-    return rtengine.Engine([{"plugin": plugin, "impl": impl, "params": p, "bypass": bypass}],
+    return rtengine.Engine([{"plugin": plugin, "impl": impl, "params": p, "bypass": bypass,
+                             "options": options(plugin)}],
                            sample_rate=sr, block_size=block, channels=channels)
 
 
@@ -37,7 +39,11 @@ def test_chunking_invariance(plugin, impl, channels):
         for block in (size, 512):
             e2 = engine(plugin, impl, channels, block=block)
             got = chunked(e2, x, size)
-            err = np.abs(got - whole).max()
+            # a worker stage's declared latency grows with the engine block; the
+            # output may differ by that shift and nothing else
+            d = e2.latency - e.latency
+            a, b = (got[:, d:], whole[:, :N - d]) if d >= 0 else (got[:, :N + d], whole[:, -d:])
+            err = np.abs(a - b).max()
             assert err <= 1e-6, (f"{plugin}/{impl}, {channels} ch: blocks of {size} frames "
                                  f"(engine block {block}) differ from one call by {err:.3g}")
 
@@ -104,6 +110,9 @@ def test_two_instances_share_no_state(plugin, impl):
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_warm_processing_allocates_nothing(plugin, impl):
+    if is_worker(plugin):
+        pytest.skip("a worker stage's work runs Python by design (here driven inside "
+                    "process()); its audio-thread side is the native ring (test_worker.py)")
     e = engine(plugin, impl, block=128)
     block = music_like(2, 128, seed=6)
     out = np.empty_like(block)
@@ -142,8 +151,11 @@ def test_declares_parameters_as_data(plugin):
 
 @pytest.mark.parametrize("plugin", PLUGINS)
 def test_prepare_is_idempotent_and_reset_allocates_nothing(plugin, impl):
-    cls = rtengine.plugins()[plugin]
-    proc = cls(impl=impl)
+    cls = need_impl(plugin, impl)
+    if is_worker(plugin):
+        pytest.skip("a worker stage's reset rebuilds its worker-side state (the worker "
+                    "is stopped then); test_worker.py covers it")
+    proc = cls(impl=impl, **options(plugin))
     proc.prepare(48000, 256, 2)
     state = proc.state
     proc.prepare(48000, 256, 2)

@@ -27,11 +27,14 @@ def test_wheel_contains_compiled_kernels_and_data(wheel):
     assert any(n.startswith("kernels/_ck") and n.endswith(".so") for n in names), names
     assert any(n.startswith("rtengine/_runner") and n.endswith(".so") for n in names), names
     for needed in ("rtengine/chains/demo.toml", "kernels/c/rtk.h", "rtengine/native/runner.h",
-                   "latency_bench/chains/reference.toml", "plugins/eq.py"):
+                   "latency_bench/chains/reference.toml", "plugins/eq.py",
+                   "rtengine/native/worker.h", "rtengine/patches/reverb.py",
+                   "plugins/pyopatch.py"):
         assert needed in names, f"{needed} missing from the wheel"
     meta = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(meta[0]).decode()
     assert "[rtengine.plugins]" in text and "limiter = plugins.limiter:Limiter" in text
+    assert "pyo = plugins.pyopatch:PyoPatch" in text
     lic = [n for n in names if n.endswith("METADATA")]
     assert "GPL-3.0-or-later" in zipfile.ZipFile(wheel).read(lic[0]).decode()
 
@@ -45,8 +48,10 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
         "import numpy as np, rtengine, kernels, sys\n"
         f"assert rtengine.__file__.startswith({str(target)!r}), rtengine.__file__\n"
         f"assert kernels.__file__.startswith({str(target)!r}), kernels.__file__\n"
-        "assert sorted(rtengine.plugins()) == ['compressor', 'eq', 'gain', 'limiter']\n"
-        "e = rtengine.Engine([('eq', {'band1_on': True}), ('limiter', {})], 44100, 64, 2)\n"
+        "assert sorted(rtengine.plugins()) == ['compressor', 'eq', 'gain', 'limiter', 'pyo']\n"
+        "patch = rtengine.__file__.replace('__init__.py', 'patches/reverb.py')\n"
+        "e = rtengine.Engine([('eq', {'band1_on': True}), ('limiter', {}),\n"
+        "                     {'plugin': 'pyo', 'options': {'patch': patch}}], 44100, 64, 2)\n"
         "x = (np.random.default_rng(0).standard_normal((2, 4410)) * 0.1).astype(np.float32)\n"
         "y = e.render(x)\n"
         "assert y.shape == x.shape and np.isfinite(y).all()\n"

@@ -155,6 +155,7 @@ class JackBackend(_MidiIO):
         self._handle, self._read_fn, self._send_fn = self._j, lib.rt_jack_midi_read, \
             lib.rt_jack_midi_send
         self._midi_init()
+        self.engine.start_workers()               # before the callback can reach them
         lib.rt_jack_set_runner(self._j, self.engine._r, self.engine.latency)
         self.active = False
 
@@ -224,11 +225,13 @@ class JackBackend(_MidiIO):
         new = Engine(chain, sample_rate=self.sample_rate, block_size=max(self.period, 64),
                      channels=self.channels)
         fade = max(0, int(round(fade_ms * 1e-3 * self.sample_rate)))
+        new.start_workers()
         with self._lock:
             old = self.engine
             if not self.active or self.server_gone:
                 lib.rt_jack_set_runner(self._j, new._r, new.latency)
                 self.engine = new
+                old.stop_workers()
                 return
             done0 = lib.rt_jack_swaps_done(self._j)
             lib.rt_jack_swap_runner(self._j, new._r, new.latency, fade)
@@ -239,6 +242,8 @@ class JackBackend(_MidiIO):
                     self._old.append(old)         # maybe still in use: keep it alive
                     break
                 time.sleep(0.002)
+            else:
+                old.stop_workers()
             # swaps_done moves only once the callback has dropped the old runner
             lib.rt_jack_recompute_latency(self._j)
 
@@ -247,6 +252,8 @@ class JackBackend(_MidiIO):
             lib.rt_jack_close(self._j)
             self._j = ffi.NULL
             self.active = False
+        for e in [self.engine, *self._old]:
+            e.stop_workers()
 
     def __enter__(self):
         return self

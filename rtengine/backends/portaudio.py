@@ -92,6 +92,7 @@ class PortAudioBackend:
                                  self.block_size, lat, err, ERRLEN)
         if self._s == ffi.NULL:
             raise PortAudioError(ffi.string(err).decode())
+        self.engine.start_workers()
         lib.rt_pa_set_runner(self._s, self.engine._r)
 
     # what `rtengine run` and `rtengine status` read, as for the JACK backend
@@ -122,8 +123,10 @@ class PortAudioBackend:
         crossfade on this backend)."""
         new = Engine(chain, sample_rate=self.sample_rate, block_size=self.block_size,
                      channels=self.channels)
+        new.start_workers()
         lib.rt_pa_set_runner(self._s, new._r)
         time.sleep(max(0.05, 4 * self.block_size / self.sample_rate))   # a few callbacks
+        self.engine.stop_workers()
         self._old = getattr(self, "_old", []) + [self.engine]
         self.engine = new
 
@@ -151,6 +154,7 @@ class PortAudioBackend:
         if self._s != ffi.NULL:
             lib.rt_pa_close(self._s)
             self._s = ffi.NULL
+        self.engine.stop_workers()
 
     def __enter__(self):
         return self

@@ -24,10 +24,12 @@ ffibuilder = FFI()
 ffibuilder.cdef(cdef_text(HERE / "runner.h"))
 ffibuilder.cdef(cdef_text(HERE / "jack.h"))
 ffibuilder.cdef(cdef_text(HERE / "pa.h"))
+ffibuilder.cdef(cdef_text(HERE / "worker.h"))
 ffibuilder.set_source(
     "rtengine._runner",
-    '#include "runner.h"\n#include "jack.h"\n#include "pa.h"',
-    sources=[str((HERE / name).relative_to(ROOT)) for name in ("runner.c", "jack.c", "pa.c")],
+    '#include "runner.h"\n#include "jack.h"\n#include "pa.h"\n#include "worker.h"',
+    sources=[str((HERE / name).relative_to(ROOT))
+             for name in ("runner.c", "jack.c", "pa.c", "worker.c")],
     include_dirs=[str(HERE.relative_to(ROOT))],
     extra_compile_args=CFLAGS,
     extra_link_args=["-pthread"],
