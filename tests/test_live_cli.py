@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -135,6 +136,23 @@ def test_load_switches_the_running_chain(env, tmp_path):
         assert r.returncode == 0, r.stderr
         st = wait_status(env, "live4")
         assert st["chain"] == str(quiet) and st["latency_samples"] == 0
+        # a chain with a worker stage (a pyo patch next to the chain file)
+        room = tmp_path / "room.toml"
+        (tmp_path / "verb.py").write_text(
+            (Path(ROOT) / "rtengine" / "patches" / "reverb.py").read_text())
+        room.write_text('[[stage]]\nplugin = "pyo"\nname = "room"\n[stage.options]\n'
+                        'patch = "verb.py"\n')
+        r = subprocess.run([sys.executable, "-m", "rtengine", "load", str(room), "--name",
+                            "live4"], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.0)
+        st = wait_status(env, "live4")
+        assert st["chain"] == str(room) and st["latency_samples"] == 64 + 64 + 240
+        w = st["workers"]["room"]
+        assert w["chunks_done"] > 300 and w["failures"] == 0, w
+        text = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT, env=env,
+                              capture_output=True, text=True).stdout
+        assert "worker stage room:" in text
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
         assert "now running" in err and "crossfade" in err
