@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(gcc python3-dev python3-venv libsndfile1 jackd2 libjack-jackd2-dev libportaudio2 libfftw3-dev)
+APT_PACKAGES=(gcc python3-dev python3-venv libsndfile1 jackd2 libjack-jackd2-dev libportaudio2 libfftw3-dev
+              pipewire pipewire-bin pipewire-jack pipewire-pulse wireplumber dbus pulseaudio-utils)
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 

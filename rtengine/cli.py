@@ -231,9 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None,
                    help="PortAudio device, by number or part of its name (rtengine devices)")
     p.add_argument("--rate", type=float, default=None,
-                   help="PortAudio sample rate (default: the device's)")
+                   help="PortAudio (or --virtual-device) sample rate (default: the device's; "
+                        "48000 for the virtual device)")
     p.add_argument("--block-size", type=int, default=128,
-                   help="PortAudio frames per callback (default 128)")
+                   help="PortAudio frames per callback, or the PipeWire quantum of "
+                        "--virtual-device (default 128)")
     p.add_argument("--name", default="rtengine", help="JACK client name (default rtengine)")
     p.add_argument("--server", default=None, help="JACK server name (default: the default server)")
     p.add_argument("--channels", type=int, default=2, help="audio inputs and outputs (default 2)")
@@ -249,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="listen for OSC on this UDP port (/rtengine/<stage>/<param>)")
     p.add_argument("--osc-host", default="127.0.0.1",
                    help="address to listen on for OSC (default 127.0.0.1; 0.0.0.0 for a tablet)")
+    p.add_argument("--virtual-device", action="store_true",
+                   help="on PipeWire: create a sink '<name> input' and a source '<name> "
+                        "output' for desktop apps, wired through the engine; removed on exit")
     p.add_argument("--reconnect", action="store_true",
                    help="wait for the JACK server and reconnect when it goes away")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")

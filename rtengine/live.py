@@ -1,6 +1,7 @@
 """`rtengine run` and `rtengine status`: the engine as a live JACK client."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -181,8 +182,22 @@ def _take_load_request(be: JackBackend, current: str) -> str:
     return path
 
 
+def _virtual_device(args):
+    """--virtual-device: the PipeWire sink and source, and PipeWire's libjack."""
+    from .backends.jack import load_library
+    from .backends.pipewire import VirtualDevice, pipewire_libjack
+    if args.backend != "jack":
+        raise RtEngineError("--virtual-device runs the engine through PipeWire's JACK "
+                            "interface; it does not combine with --backend portaudio")
+    rate = int(args.rate or 48000)
+    os.environ.setdefault("PIPEWIRE_QUANTUM", f"{args.block_size}/{rate}")
+    load_library(pipewire_libjack())
+    return VirtualDevice(args.name, args.channels, rate)
+
+
 def run(args) -> int:
     chain = Chain.load(args.chain)
+    vdev = _virtual_device(args) if getattr(args, "virtual_device", False) else None
     stop = {"now": False}
     current = args.chain
     live: dict = {"be": None, "midi": None}      # what the OSC thread reaches
@@ -224,7 +239,15 @@ def run(args) -> int:
             midi = None
             try:
                 be.start()
-                if args.backend == "jack":
+                if vdev is not None:
+                    vdev.wait_ports(functools.partial(be.list_ports, midi=False))
+                    for src, dst in zip(vdev.capture_ports, be.inputs):
+                        be.connect(src, dst)
+                    for src, dst in zip(be.outputs, vdev.playback_ports):
+                        be.connect(src, dst)
+                    print(f"rtengine: virtual device: applications play into '{vdev.sink}' "
+                          f"and record from '{vdev.source}'", file=sys.stderr)
+                elif args.backend == "jack":
                     _connect(be, args.connect_in, args.connect_out)
                 if args.midi_map:
                     midi = MidiControl(be, args.midi_map, hardware_port=args.midi_in).start()
@@ -270,6 +293,8 @@ def run(args) -> int:
     finally:
         if osc is not None:
             osc.stop()
+        if vdev is not None:
+            vdev.close()
 
 
 def _running(name: str | None) -> list[dict]:

@@ -83,6 +83,14 @@ class _MidiIO:
         return len(unpack_midi(data[:max(took, 0)]))
 
 
+def load_library(path: str) -> None:
+    """Use this libjack (e.g. PipeWire's) for every client of the process.
+    Must come before the first client; the library stays loaded."""
+    err = _err_buf()
+    if lib.rt_jack_load(path.encode(), err, ERRLEN):
+        raise JackError(ffi.string(err).decode())
+
+
 def _err_buf():
     return ffi.new("char[]", ERRLEN)
 

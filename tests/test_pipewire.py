@@ -1,0 +1,147 @@
+"""`rtengine run --virtual-device` on a real, headless PipeWire (pipewire,
+wireplumber and pipewire-pulse with a private runtime folder and session bus):
+a file played into the virtual sink comes out of the virtual source processed
+by the chain, and the device is gone when rtengine exits or is killed."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.signal import correlate
+
+import rtengine
+from rtengine.demo import music
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHAIN = "latency_bench/chains/reference.toml"
+NEEDED = ("pipewire", "wireplumber", "pipewire-pulse", "pw-cli", "dbus-daemon", "paplay",
+          "parecord", "pactl")
+
+
+@pytest.fixture(scope="module")
+def pipewire(tmp_path_factory):
+    missing = [b for b in NEEDED if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"PipeWire is not installed ({', '.join(missing)} missing; ./run.sh setup "
+                    "installs it when run as root)")
+    run = tmp_path_factory.mktemp("xdg")
+    os.chmod(run, 0o700)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(run),
+               DBUS_SESSION_BUS_ADDRESS=f"unix:path={run}/bus", PIPEWIRE_RUNTIME_DIR=str(run))
+    env.pop("PULSE_SERVER", None)
+    procs = [subprocess.Popen(["dbus-daemon", "--session", "--nofork",
+                               f"--address=unix:path={run}/bus"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        _wait(lambda: (run / "bus").exists(), "the session bus")
+        for name in ("pipewire", "wireplumber", "pipewire-pulse"):
+            procs.append(subprocess.Popen([name], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            if name == "pipewire":
+                _wait(lambda: subprocess.run(["pw-cli", "info", "0"], env=env,
+                                             capture_output=True).returncode == 0, "pipewire")
+        _wait(lambda: subprocess.run(["pactl", "info"], env=env,
+                                     capture_output=True).returncode == 0, "pipewire-pulse")
+        yield env
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _wait(cond, what, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not start within {timeout:g} s")
+
+
+def _devices(env) -> str:
+    out = subprocess.run(["pactl", "list", "short", "sinks"], env=env, capture_output=True,
+                         text=True).stdout
+    return out + subprocess.run(["pactl", "list", "short", "sources"], env=env,
+                                capture_output=True, text=True).stdout
+
+
+def _start(env, *extra, name="rtengine"):
+    p = subprocess.Popen([sys.executable, "-m", "rtengine", "run", "--chain", CHAIN,
+                          "--virtual-device", "--name", name, *extra], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: f"{name}_input" in _devices(env) and f"{name}_output" in _devices(env)
+              and subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT,
+                                 env=env, capture_output=True).returncode == 0,
+              "the virtual device", timeout=20)
+    except AssertionError:
+        p.kill()
+        raise AssertionError("rtengine --virtual-device did not come up: " +
+                             p.communicate()[1][-2000:]) from None
+    return p
+
+
+def test_a_file_played_into_the_sink_comes_out_of_the_source_processed(pipewire, tmp_path):
+    env = pipewire
+    x = music(2.0, 48000)
+    src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, x.T, 48000, subtype="FLOAT")
+    p = _start(env, "--duration", "30")
+    try:
+        rec = subprocess.Popen(["parecord", "--device=rtengine_output", "--file-format=wav",
+                                "--format=float32le", "--rate=48000", "--channels=2",
+                                "--latency-msec=20", str(dst)], env=env)
+        time.sleep(0.5)
+        r = subprocess.run(["paplay", "--device=rtengine_input", "--latency-msec=20", str(src)],
+                           env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        time.sleep(0.7)
+        rec.send_signal(signal.SIGINT)
+        rec.wait(10)
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert "applications play into 'rtengine input'" in err
+    y = sf.read(dst, dtype="float32")[0].T
+    ref = rtengine.Engine(CHAIN, 48000, 128, 2).render(x)
+    assert y.shape[1] > ref.shape[1]
+    off = int(np.argmax(correlate(y[0], ref[0], mode="valid", method="fft")))
+    got = y[:, off:off + ref.shape[1]]
+    err = np.abs(got - ref).max()
+    # float32 all the way at 48 kHz: no resampling, no volume, no dither
+    assert err <= 1e-6, f"the virtual source differs from the offline render by {err:.3g}"
+    # and the chain did something (the reference chain is not the identity)
+    assert np.abs(ref - x).max() > 1e-2
+    # removed on exit
+    assert "rtengine_input" not in _devices(env) and "rtengine_output" not in _devices(env)
+
+
+def test_the_device_goes_away_when_rtengine_is_killed(pipewire):
+    env = pipewire
+    p = _start(env, "--channels", "1", "--duration", "30", name="stage_fx")
+    names = _devices(env)
+    assert "stage_fx_input" in names and "stage_fx_output" in names
+    p.kill()                                      # no chance to clean up itself
+    p.wait(10)
+    _wait(lambda: "stage_fx_input" not in _devices(env)
+          and "stage_fx_output" not in _devices(env), "removal of the virtual device")
+
+
+def test_without_pipewire_the_error_says_what_to_do(tmp_path):
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path), PIPEWIRE_RUNTIME_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "rtengine", "run", "--chain", CHAIN,
+                        "--virtual-device", "--duration", "1"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert ("no PipeWire daemon" in r.stderr or "not installed" in r.stderr), r.stderr
+    assert "Traceback" not in r.stderr
