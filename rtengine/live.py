@@ -219,6 +219,7 @@ def run(args) -> int:
         osc = OscControl(engine, args.osc_port, args.osc_host,
                          mapper=lambda: live["midi"].mapper if live["midi"] else None).start()
         print(f"rtengine: OSC on {args.osc_host}:{osc.port}", file=sys.stderr)
+    opens = 0
     try:
         while True:
             try:
@@ -230,6 +231,10 @@ def run(args) -> int:
                 else:
                     be = JackBackend(chain, args.channels, args.name, args.server)
             except JackError as exc:
+                if vdev is not None and opens < 3 and not stop["now"]:
+                    opens += 1                    # PipeWire may be re-routing: try again
+                    time.sleep(0.5)
+                    continue
                 if not args.reconnect or stop["now"]:
                     raise
                 print(f"rtengine: {exc}; retrying in 1 s (--reconnect)", file=sys.stderr)

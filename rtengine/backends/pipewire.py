@@ -94,6 +94,26 @@ class VirtualDevice:
                        f'node.name={node} node.description="{desc}" media.class={cls} '
                        f'audio.position=[{pos}] audio.rate={int(rate)} '
                        f'monitor.channel-volumes=false }}')
+        self._wait_nodes()
+
+    def _wait_nodes(self, timeout: float = 10.0) -> None:
+        """Wait until PipeWire lists both nodes, and let the session manager
+        settle (it moves its fallback sink away when a new one appears; a JACK
+        client opened during that change fails)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            r = subprocess.run(["pw-cli", "ls", "Node"], capture_output=True, text=True,
+                               timeout=10)
+            if (f'node.name = "{self.sink_node}"' in r.stdout
+                    and f'node.name = "{self.source_node}"' in r.stdout):
+                time.sleep(0.3)
+                return
+            if self._cli.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.close()
+        raise PipeWireError(f"PipeWire did not create the virtual device '{self.sink}' / "
+                            f"'{self.source}' within {timeout:g} s")
 
     def _send(self, line: str) -> None:
         try:
