@@ -37,6 +37,7 @@ def _write_status(be: JackBackend, chain_path: str, started: float) -> Path:
             "chain": chain_path, "started": started, "updated": time.time(),
             "channels": be.channels, "inputs": be.inputs, "outputs": be.outputs,
             "latency_samples": be.engine.latency, "workers": be.engine.worker_counters,
+            "engine_rate": be.engine.sample_rate, "engine_block": be.engine.block_size,
             **st.as_dict()}
     path = _status_path(be.client_name)
     tmp = path.with_suffix(".tmp")
@@ -190,7 +191,8 @@ def _virtual_device(args):
         raise RtEngineError("--virtual-device runs the engine through PipeWire's JACK "
                             "interface; it does not combine with --backend portaudio")
     rate = int(args.rate or 48000)
-    os.environ.setdefault("PIPEWIRE_QUANTUM", f"{args.block_size}/{rate}")
+    # a request, not a force: the graph may change rate or quantum later (followed)
+    os.environ.setdefault("PIPEWIRE_LATENCY", f"{args.block_size}/{rate}")
     load_library(pipewire_libjack())
     return VirtualDevice(args.name, args.channels, rate)
 
@@ -263,6 +265,12 @@ def run(args) -> int:
                       f"samples ({1e3 * be.engine.latency / be.sample_rate:.2f} ms); inputs "
                       f"{', '.join(be.inputs)}; outputs {', '.join(be.outputs)}", file=sys.stderr)
                 while not stop["now"]:
+                    if args.backend == "jack" and be.follow_server():
+                        print(f"rtengine: the server now runs {be.sample_rate} Hz, period "
+                              f"{be.period}: chain prepared again (latency "
+                              f"{be.engine.latency} samples)", file=sys.stderr)
+                        if midi is not None:
+                            midi.rebind()
                     new = _take_load_request(be, current)
                     if new != current:
                         chain = Chain.load(new)      # a reconnect restarts with this one

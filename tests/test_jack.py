@@ -2,6 +2,8 @@
 audio through the client equals the offline render, latency is published,
 statistics are read, a vanished server is reported, and a Python thread that
 hogs the GIL adds no xruns."""
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -287,3 +289,36 @@ def test_gil_hog_adds_no_xruns(server128):
     assert eng_xruns <= base_xruns + slack, (f"engine: {eng_xruns} xruns with a GIL hog, "
                                              f"pass-through client: {base_xruns}")
     assert stats.callback_us_p99 < 2667 / 4, "callback p99 should be far below one period"
+
+
+def test_a_new_period_re_prepares_the_chain(server):
+    """jack_bufsize changes the server's period while the engine runs: the
+    chain is prepared again off the audio thread and swapped in, values kept."""
+    patch = str(Path(rtengine.__file__).parent / "patches" / "chorus.py")
+    chain = [("gain", {"gain_db": -6.0}),
+             {"plugin": "pyo", "name": "ch", "options": {"patch": patch},
+              "params": {"depth": 2.0}}]
+    be = JackBackend(chain, 2, "rtengine", server.name)
+    try:
+        be.start()
+        be.wait_cycles(20)
+        assert be.engine.block_size == 64 and be.engine.latency == 64 + 64 + 240
+        be.engine.set("gain.gain_db", -9.0)
+        assert not be.follow_server()             # nothing changed yet
+        env = dict(os.environ, JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1")
+        r = subprocess.run(["jack_bufsize", "256"], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        end = time.monotonic() + 10
+        while be._raw_stats().period != 256 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert be.follow_server()
+        assert be.period == 256 and be.engine.block_size == 256
+        assert be.engine.latency == 64 + 256 + 240        # the worker's latency follows
+        assert be.latency_range(be.outputs[0], playback=True)[0] >= 0
+        assert be.engine.get("gain.gain_db") == -9.0 and be.engine.get("ch.depth") == 2.0
+        before = be.stats().cycles
+        be.wait_cycles(20)
+        assert be.stats().cycles > before and not be.server_gone
+    finally:
+        be.close()

@@ -2,6 +2,8 @@
 wireplumber and pipewire-pulse with a private runtime folder and session bus):
 a file played into the virtual sink comes out of the virtual source processed
 by the chain, and the device is gone when rtengine exits or is killed."""
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -23,13 +25,13 @@ NEEDED = ("pipewire", "wireplumber", "pipewire-pulse", "pw-cli", "dbus-daemon", 
           "parecord", "pactl")
 
 
-@pytest.fixture(scope="module")
-def pipewire(tmp_path_factory):
+@contextlib.contextmanager
+def pipewire_stack(run):
+    """dbus, pipewire, wireplumber and pipewire-pulse in a private runtime folder."""
     missing = [b for b in NEEDED if shutil.which(b) is None]
     if missing:
         pytest.skip(f"PipeWire is not installed ({', '.join(missing)} missing; ./run.sh setup "
                     "installs it when run as root)")
-    run = tmp_path_factory.mktemp("xdg")
     os.chmod(run, 0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(run),
                DBUS_SESSION_BUS_ADDRESS=f"unix:path={run}/bus", PIPEWIRE_RUNTIME_DIR=str(run))
@@ -56,6 +58,12 @@ def pipewire(tmp_path_factory):
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="module")
+def pipewire(tmp_path_factory):
+    with pipewire_stack(tmp_path_factory.mktemp("xdg")) as env:
+        yield env
 
 
 def _wait(cond, what, timeout=15.0):
@@ -135,6 +143,65 @@ def test_the_device_goes_away_when_rtengine_is_killed(pipewire):
     p.wait(10)
     _wait(lambda: "stage_fx_input" not in _devices(env)
           and "stage_fx_output" not in _devices(env), "removal of the virtual device")
+
+
+def _status(env, name="rtengine"):
+    r = subprocess.run([sys.executable, "-m", "rtengine", "status", "--json", "--name", name],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    return json.loads(r.stdout.splitlines()[0]) if r.returncode == 0 else {}
+
+
+def _force(env, key, value):
+    r = subprocess.run(["pw-metadata", "-n", "settings", "0", key, value], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_new_quantum_re_prepares_the_virtual_device_chain(pipewire):
+    env = pipewire
+    p = _start(env, "--duration", "40", name="follow")
+    try:
+        st = _status(env, "follow")
+        assert st["engine_rate"] == 48000 and st["engine_block"] == 128
+        _force(env, "clock.force-quantum", "256")
+        _wait(lambda: _status(env, "follow").get("engine_block") == 256,
+              "the re-prepared chain")
+        cycles = _status(env, "follow")["cycles"]
+        time.sleep(1.0)
+        assert _status(env, "follow")["cycles"] > cycles + 100
+    finally:
+        _force(env, "clock.force-quantum", "0")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert "the server now runs 48000 Hz, period 256" in err
+
+
+def test_a_new_sample_rate_re_prepares_the_chain(tmp_path):
+    """PipeWire's graph changes rate under a running engine (a JACK client
+    through PipeWire's libjack): the chain is prepared again at 44.1 kHz.  Its
+    own PipeWire: a forced rate change leaves this headless PipeWire 0.3.65 in a
+    state later tests should not inherit."""
+    with pipewire_stack(tmp_path) as env:
+        p = subprocess.Popen(["pw-jack", sys.executable, "-m", "rtengine", "run", "--chain",
+                              CHAIN, "--name", "rate", "--connect-in", "none", "--connect-out",
+                              "none", "--duration", "40"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait(lambda: _status(env, "rate").get("engine_rate") == 48000, "the engine", 20)
+            assert _status(env, "rate")["latency_samples"] == 90
+            _force(env, "clock.force-rate", "44100")
+            _wait(lambda: _status(env, "rate").get("engine_rate") == 44100,
+                  "the re-prepared chain")
+            st = _status(env, "rate")
+            assert st["sample_rate"] == 44100 and st["latency_samples"] == 84  # 1.5 ms + 18
+            time.sleep(1.0)
+            assert _status(env, "rate")["cycles"] > st["cycles"] + 50
+        finally:
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=20)
+        assert p.returncode == 0, err
+        assert "the server now runs 44100 Hz" in err
 
 
 def test_without_pipewire_the_error_says_what_to_do(tmp_path):

@@ -255,6 +255,20 @@ class JackBackend(_MidiIO):
             # swaps_done moves only once the callback has dropped the old runner
             lib.rt_jack_recompute_latency(self._j)
 
+    def follow_server(self) -> bool:
+        """Re-prepare the chain, off the audio thread, when the server's period
+        or sample rate changed, and swap it in (crossfaded); the parameter
+        values carry over.  Control thread; returns True when it swapped."""
+        raw = self._raw_stats()
+        rate, period = int(raw.sample_rate), int(raw.period)
+        if (rate, period) == (self.sample_rate, self.period) or self.server_gone:
+            return False
+        self.sample_rate, self.period = rate, period
+        if (rate, max(period, 64)) == (self.engine.sample_rate, self.engine.block_size):
+            return False
+        self.swap(self.engine.to_chain(), fade_ms=5.0)
+        return True
+
     def close(self) -> None:
         if self._j != ffi.NULL:
             lib.rt_jack_close(self._j)
