@@ -25,9 +25,18 @@ SCRIPT = textwrap.dedent("""
         time.sleep(1.5)
         st = be.stats()
         lat = be.stream_latency
+        # a chain change crossfades in the callback (the same code as on JACK):
+        # swap returns once the callback has faded over 200 ms of audio
+        t0 = time.monotonic()
+        be.swap([("gain", {"gain_db": -12.0})], fade_ms=200.0)
+        fade_s = time.monotonic() - t0
+        swapped_latency = be.engine.latency
+        cycles_after = be.stats().cycles
     print(json.dumps({"devices": [str(d) for d in devs], "bad": bad, "cycles": st.cycles,
                       "rate": st.sample_rate, "median": st.callback_us_median,
-                      "p99": st.callback_us_p99, "xruns": st.xruns, "latency": lat}))
+                      "p99": st.callback_us_p99, "xruns": st.xruns, "latency": lat,
+                      "fade_s": fade_s, "swapped_latency": swapped_latency,
+                      "cycles_after": cycles_after}))
 """)
 
 
@@ -47,6 +56,8 @@ def test_portaudio_stream_runs_the_chain():
     assert res["cycles"] > 0.5 * 1.5 * 48000 / 64          # the C callback ran the runner
     assert 0 < res["median"] <= res["p99"] < 1333
     assert res["latency"][1] > 0
+    assert 0.19 <= res["fade_s"] < 3.0 and res["swapped_latency"] == 0
+    assert res["cycles_after"] > res["cycles"]
 
 
 def test_rtengine_run_with_the_portaudio_backend(tmp_path):

@@ -118,22 +118,39 @@ class PortAudioBackend:
     def send_midi(self, messages) -> int:
         return 0
 
-    def swap(self, chain, fade_ms: float = 20.0) -> None:
-        """Replace the chain (prepared here; switched at the next callback, no
-        crossfade on this backend)."""
+    def swap(self, chain, fade_ms: float = 20.0, timeout: float = 5.0) -> None:
+        """Replace the chain without a click: the new engine is prepared here
+        (off the audio thread); the callback runs both chains on the same input
+        and crossfades over ``fade_ms`` before dropping the old one.  Returns
+        when the fade is over (control thread)."""
         new = Engine(chain, sample_rate=self.sample_rate, block_size=self.block_size,
                      channels=self.channels)
         new.start_workers()
-        lib.rt_pa_set_runner(self._s, new._r)
-        time.sleep(max(0.05, 4 * self.block_size / self.sample_rate))   # a few callbacks
-        self.engine.stop_workers()
-        self._old = getattr(self, "_old", []) + [self.engine]
+        fade = max(0, int(round(fade_ms * 1e-3 * self.sample_rate)))
+        old = self.engine
+        if not self.started:
+            lib.rt_pa_set_runner(self._s, new._r)
+            self.engine = new
+            old.stop_workers()
+            return
+        done0 = lib.rt_pa_swaps_done(self._s)
+        lib.rt_pa_swap_runner(self._s, new._r, fade)
         self.engine = new
+        end = time.monotonic() + timeout
+        while lib.rt_pa_swaps_done(self._s) == done0:
+            if time.monotonic() > end:            # the stream stalled: keep the old alive
+                self._old = getattr(self, "_old", []) + [old]
+                return
+            time.sleep(0.002)
+        old.stop_workers()
+
+    started = False
 
     def start(self) -> None:
         err = ffi.new("char[]", ERRLEN)
         if lib.rt_pa_start(self._s, err, ERRLEN):
             raise PortAudioError(ffi.string(err).decode())
+        self.started = True
 
     @property
     def stream_latency(self) -> tuple[float, float]:
@@ -154,7 +171,8 @@ class PortAudioBackend:
         if self._s != ffi.NULL:
             lib.rt_pa_close(self._s)
             self._s = ffi.NULL
-        self.engine.stop_workers()
+        for e in [self.engine, *getattr(self, "_old", [])]:
+            e.stop_workers()
 
     def __enter__(self):
         return self

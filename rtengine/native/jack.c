@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "runner.h"
+#include "xfade.h"
 #include "jack.h"
 #include "meter.h"
 
@@ -260,13 +261,8 @@ struct rt_jack {
     int32_t nin, nout;
     jack_port_t *in[RT_JACK_MAX_PORTS], *out[RT_JACK_MAX_PORTS];
     jack_port_t *midi_in, *midi_out;
-    void *runner;                       /* rt_runner *, swapped atomically */
-    void *pending;                      /* next runner, taken by the callback */
-    void *fading;                       /* previous runner while crossfading out */
-    int32_t fade_len, fade_pos;
-    int32_t pending_fade;
+    rt_xfade x;                         /* the playing chain and chain changes */
     int32_t pending_latency;
-    uint32_t swaps_done;                /* bumped by the callback when a fade ends */
     int32_t latency;
     int32_t active;
     rt_ring midi_rx, midi_tx;           /* in: callback -> control; out: control -> callback */
@@ -278,22 +274,10 @@ static int rt_jack_process(jack_nframes_t n, void *arg)
 {
     rt_jack *j = arg;
     uint64_t t0 = rt_ns();
-    rt_runner *pend = __atomic_exchange_n((rt_runner **)&j->pending, NULL, __ATOMIC_ACQ_REL);
-    if (pend) {                         /* a new chain: fade from the running one */
-        rt_runner *cur = __atomic_load_n((rt_runner **)&j->runner, __ATOMIC_ACQUIRE);
-        int32_t len = __atomic_load_n(&j->pending_fade, __ATOMIC_RELAXED);
-        if (cur && len > 0 && cur->nch == pend->nch && !j->fading) {
-            j->fading = cur;
-            j->fade_len = len;
-            j->fade_pos = 0;
-        }
+    if (rt_xfade_begin(&j->x))            /* a new chain: its latency from now on */
         __atomic_store_n(&j->latency, __atomic_load_n(&j->pending_latency, __ATOMIC_RELAXED),
                          __ATOMIC_RELAXED);
-        __atomic_store_n((rt_runner **)&j->runner, pend, __ATOMIC_RELEASE);
-        if (!j->fading) __atomic_add_fetch(&j->swaps_done, 1, __ATOMIC_RELEASE);
-    }
-    rt_runner *r = __atomic_load_n((rt_runner **)&j->runner, __ATOMIC_ACQUIRE);
-    rt_runner *old = j->fading;
+    rt_runner *r = rt_xfade_current(&j->x);
     const float *in[RT_JACK_MAX_PORTS];
     float *out[RT_JACK_MAX_PORTS];
     for (int32_t c = 0; c < j->nin; c++) in[c] = J.port_get_buffer(j->in[c], n);
@@ -311,31 +295,7 @@ static int rt_jack_process(jack_nframes_t n, void *arg)
             jack_nframes_t m = n - done < RT_SCRATCH ? n - done : RT_SCRATCH;
             for (int32_t c = 0; c < j->nin; c++)
                 memcpy(j->io + (int64_t)c * RT_SCRATCH, in[c] + done, sizeof(float) * m);
-            if (old) {
-                for (int32_t c = 0; c < j->nin; c++)
-                    memcpy(j->io2 + (int64_t)c * RT_SCRATCH, in[c] + done, sizeof(float) * m);
-                rt_runner_process(old, j->io2, RT_SCRATCH, (int32_t)m);
-            }
-            rt_runner_process(r, j->io, RT_SCRATCH, (int32_t)m);
-            if (old) {
-                /* linear crossfade: both chains hear the same input, so their
-                 * outputs are correlated and a linear fade keeps the level */
-                const float inv = 1.0f / (float)j->fade_len;
-                for (int32_t c = 0; c < j->nout; c++) {
-                    float *a = j->io2 + (int64_t)c * RT_SCRATCH, *b = j->io + (int64_t)c * RT_SCRATCH;
-                    for (jack_nframes_t i = 0; i < m; i++) {
-                        int32_t k = j->fade_pos + (int32_t)i + 1;
-                        float g = k >= j->fade_len ? 1.0f : (float)k * inv;
-                        b[i] = a[i] + g * (b[i] - a[i]);
-                    }
-                }
-                j->fade_pos += (int32_t)m;
-                if (j->fade_pos >= j->fade_len) {
-                    old = NULL;
-                    j->fading = NULL;
-                    __atomic_add_fetch(&j->swaps_done, 1, __ATOMIC_RELEASE);
-                }
-            }
+            rt_xfade_process(&j->x, j->io, j->io2, RT_SCRATCH, (int32_t)m);
             for (int32_t c = 0; c < j->nout; c++)
                 memcpy(out[c] + done, j->io + (int64_t)c * RT_SCRATCH, sizeof(float) * m);
             done += m;
@@ -429,7 +389,7 @@ rt_jack *rt_jack_open(const char *client_name, const char *server_name, int32_t 
 void rt_jack_set_runner(rt_jack *j, void *runner, int32_t latency)
 {
     __atomic_store_n(&j->latency, latency, __ATOMIC_RELAXED);
-    __atomic_store_n(&j->runner, runner, __ATOMIC_RELEASE);
+    rt_xfade_set(&j->x, runner);
     __atomic_store_n(&j->m.s.running, runner ? 1 : 0, __ATOMIC_RELAXED);
 }
 
@@ -446,13 +406,12 @@ int32_t rt_jack_midi_send(rt_jack *j, const uint8_t *records, int32_t len)
 void rt_jack_swap_runner(rt_jack *j, void *runner, int32_t latency, int32_t fade_frames)
 {
     __atomic_store_n(&j->pending_latency, latency, __ATOMIC_RELAXED);
-    __atomic_store_n(&j->pending_fade, fade_frames, __ATOMIC_RELAXED);
-    __atomic_store_n(&j->pending, runner, __ATOMIC_RELEASE);
+    rt_xfade_post(&j->x, runner, fade_frames);
 }
 
 uint32_t rt_jack_swaps_done(rt_jack *j)
 {
-    return __atomic_load_n(&j->swaps_done, __ATOMIC_ACQUIRE);
+    return rt_xfade_done(&j->x);
 }
 
 int rt_jack_activate(rt_jack *j)

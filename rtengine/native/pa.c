@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "runner.h"
+#include "xfade.h"
 #include "pa.h"
 #include "meter.h"
 
@@ -139,8 +140,9 @@ struct rt_pa {
     rt_meter m;
     PaStream *stream;
     int32_t nch, has_in, has_out;
-    void *runner;
+    rt_xfade x;                                 /* the playing chain and chain changes */
     float io[RT_JACK_MAX_PORTS * RT_PA_SCRATCH];
+    float io2[RT_JACK_MAX_PORTS * RT_PA_SCRATCH];
 };
 
 static int rt_pa_callback(const void *input, void *output, unsigned long n,
@@ -151,7 +153,8 @@ static int rt_pa_callback(const void *input, void *output, unsigned long n,
     uint64_t t0 = rt_ns();
     const float *const *in = input;
     float *const *out = output;
-    rt_runner *r = __atomic_load_n((rt_runner **)&s->runner, __ATOMIC_ACQUIRE);
+    rt_xfade_begin(&s->x);
+    rt_runner *r = rt_xfade_current(&s->x);
     if (flags & paXrunFlags) __atomic_add_fetch(&s->m.s.xruns, 1, __ATOMIC_RELAXED);
     for (unsigned long done = 0; done < n;) {
         unsigned long m = n - done < RT_PA_SCRATCH ? n - done : RT_PA_SCRATCH;
@@ -160,7 +163,8 @@ static int rt_pa_callback(const void *input, void *output, unsigned long n,
             if (s->has_in && in && in[c]) memcpy(dst, in[c] + done, sizeof(float) * m);
             else memset(dst, 0, sizeof(float) * m);
         }
-        if (r && r->nch == s->nch) rt_runner_process(r, s->io, RT_PA_SCRATCH, (int32_t)m);
+        if (r && r->nch == s->nch)
+            rt_xfade_process(&s->x, s->io, s->io2, RT_PA_SCRATCH, (int32_t)m);
         if (s->has_out && out)
             for (int32_t c = 0; c < s->nch; c++)
                 if (out[c]) memcpy(out[c] + done, s->io + (int64_t)c * RT_PA_SCRATCH,
@@ -202,8 +206,18 @@ rt_pa *rt_pa_open(int32_t in_dev, int32_t out_dev, int32_t nch, double rate,
 
 void rt_pa_set_runner(rt_pa *s, void *runner)
 {
-    __atomic_store_n(&s->runner, runner, __ATOMIC_RELEASE);
+    rt_xfade_set(&s->x, runner);
     __atomic_store_n(&s->m.s.running, runner ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+void rt_pa_swap_runner(rt_pa *s, void *runner, int32_t fade_frames)
+{
+    rt_xfade_post(&s->x, runner, fade_frames);
+}
+
+uint32_t rt_pa_swaps_done(rt_pa *s)
+{
+    return rt_xfade_done(&s->x);
 }
 
 int rt_pa_start(rt_pa *s, char *err, int32_t errlen)

@@ -30,6 +30,10 @@ int32_t rt_pa_devices(rt_pa_device *out, int32_t max, char *err, int32_t errlen)
 rt_pa *rt_pa_open(int32_t in_dev, int32_t out_dev, int32_t nch, double rate,
                   int32_t frames, double latency_s, char *err, int32_t errlen);
 void rt_pa_set_runner(rt_pa *s, void *runner);
+/* Fade to another runner over fade_frames from the next callback on (as on
+ * JACK); rt_pa_swaps_done moves once the previous runner is no longer used. */
+void rt_pa_swap_runner(rt_pa *s, void *runner, int32_t fade_frames);
+uint32_t rt_pa_swaps_done(rt_pa *s);
 int rt_pa_start(rt_pa *s, char *err, int32_t errlen);
 /* Stream latencies as PortAudio reports them (seconds). */
 void rt_pa_latency(rt_pa *s, double *in_s, double *out_s);
