@@ -1,10 +1,15 @@
-"""The MIDI mapper, message by message (the JACK path is in test_midi_jack.py)."""
+"""The MIDI mapper, feature by feature: each feature test runs twice, with the
+mapper fed directly and with the bytes sent by a second JACK client through the
+engine's JACK MIDI port (more of the live path is in test_midi_jack.py)."""
 import math
 import re
+import time
 
 import pytest
 
 import rtengine
+from jackutil import JackServer
+from rtengine.backends.jack import JackBackend, Peer
 from rtengine.midi import Mapper, MidiMapError, decode_relative, load_map
 
 CHAIN = [("gain", {}), ("eq", {"band1_on": True}), ("compressor", {}), ("limiter", {})]
@@ -13,6 +18,69 @@ CHAIN = [("gain", {}), ("eq", {"band1_on": True}), ("compressor", {}), ("limiter
 @pytest.fixture
 def engine():
     return rtengine.Engine(CHAIN, sample_rate=48000, block_size=64, channels=2)
+
+
+class JackLink:
+    """The mapper behind a real JACK MIDI path: each message leaves a second
+    client's midi_out, reaches the engine's midi_in (read in the native
+    callback, passed through the ring) and is handed to the mapper as the live
+    MIDI thread does; feedback goes back out of the engine's midi_out and is
+    returned as the controller received it."""
+
+    def __init__(self, be, ctl, mapper):
+        self.be, self.ctl, self.mapper = be, ctl, mapper
+
+    @property
+    def errors(self):
+        return self.mapper.errors
+
+    def handle(self, msg: bytes) -> None:
+        assert self.ctl.send_midi([msg]) == 1
+        end = time.monotonic() + 5
+        while True:
+            got = [m for _, m in self.be.read_midi()]
+            if got:
+                break
+            assert time.monotonic() < end, f"{msg.hex()} did not arrive through JACK"
+            time.sleep(0.001)
+        assert got == [msg]                       # byte for byte
+        for m in got:
+            self.mapper.handle(m)
+
+    def feedback(self) -> list[bytes]:
+        out = self.mapper.feedback()
+        if not out:
+            return []
+        self.be.send_midi(out)
+        got, end = [], time.monotonic() + 5
+        while len(got) < len(out) and time.monotonic() < end:
+            got += [m for _, m in self.ctl.read_midi()]
+            time.sleep(0.001)
+        return got
+
+
+@pytest.fixture(params=["direct", "jack"])
+def live(request, tmp_path):
+    """(engine, make_mapper): the mapper fed directly, or through JACK MIDI."""
+    if request.param == "direct":
+        e = rtengine.Engine(CHAIN, sample_rate=48000, block_size=64, channels=2)
+        yield e, lambda text, on_program=None: mapper(e, tmp_path, text, on_program)
+        return
+    server = JackServer(48000, 64)
+    be = JackBackend(CHAIN, 2, "rtengine", server.name)
+    ctl = Peer("midi", client_name="controller", server=server.name)
+    try:
+        be.start()
+        ctl.activate()
+        be.connect(ctl.port(True, 0), be.port("midi_in"))
+        be.connect(be.port("midi_out"), ctl.port(False, 0))
+        be.wait_cycles(10)
+        yield be.engine, lambda text, on_program=None: JackLink(
+            be, ctl, mapper(be.engine, tmp_path, text, on_program))
+    finally:
+        ctl.close()
+        be.close()
+        server.stop()
 
 
 def mapper(engine, tmp_path, text, on_program=None):
@@ -25,8 +93,9 @@ def cc(ch, n, v):
     return bytes([0xB0 | (ch - 1), n, v])
 
 
-def test_cc7_range_channel_inversion(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_cc7_range_channel_inversion(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 cc = 7
 channel = 1
@@ -50,8 +119,9 @@ invert = true
     assert engine.get("compressor.mix") == 0.0
 
 
-def test_cc14_and_pitchbend(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_cc14_and_pitchbend(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 cc14 = 1
 target = "gain.pan"
@@ -71,8 +141,9 @@ target = "gain.width"
     assert engine.get("gain.width") == 2.0
 
 
-def test_nrpn_rpn_with_increment_decrement(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_nrpn_rpn_with_increment_decrement(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 nrpn = 300
 target = "compressor.threshold_db"
@@ -101,8 +172,9 @@ max = 24.0
     assert engine.get("gain.gain_db") == before
 
 
-def test_notes_toggle_and_momentary(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_notes_toggle_and_momentary(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 note = 60
 target = "limiter.bypass"
@@ -124,12 +196,13 @@ mode = "momentary"
     assert engine.get("compressor.bypass") == 0.0
 
 
-def test_program_change_recalls_a_preset(engine, tmp_path):
+def test_program_change_recalls_a_preset(live, tmp_path):
+    engine, make = live
     a, b = tmp_path / "a.toml", tmp_path / "b.toml"
     a.write_text('[[stage]]\nplugin = "gain"\n')
     b.write_text('[[stage]]\nplugin = "eq"\n')
     loaded = []
-    m = mapper(engine, tmp_path, '[[map]]\nprogram = true\npresets = ["a.toml", "b.toml"]\n',
+    m = make('[[map]]\nprogram = true\npresets = ["a.toml", "b.toml"]\n',
                on_program=loaded.append)
     m.handle(bytes([0xC0, 1]))
     m.handle(bytes([0xC0, 5]))                    # no such preset: ignored
@@ -138,9 +211,10 @@ def test_program_change_recalls_a_preset(engine, tmp_path):
 
 @pytest.mark.parametrize("mode,up,down", [("twos_complement", 3, 125), ("binary_offset", 67, 61),
                                           ("sign_magnitude", 3, 67)])
-def test_relative_encoders(engine, tmp_path, mode, up, down):
+def test_relative_encoders(live, mode, up, down):
+    engine, make = live
     assert decode_relative(mode, up) == 3 and decode_relative(mode, down) == -3
-    m = mapper(engine, tmp_path, f"""
+    m = make(f"""
 [[map]]
 cc = 20
 target = "gain.gain_db"
@@ -157,8 +231,9 @@ step = 0.01
     assert engine.get("gain.gain_db") == pytest.approx(-20 - 3 * 0.4, abs=1e-4)
 
 
-def test_relative_acceleration(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_relative_acceleration(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 cc = 20
 target = "gain.gain_db"
@@ -175,8 +250,9 @@ acceleration = 0.5
     assert engine.get("gain.gain_db") == pytest.approx(-29.6 + 15 * 0.4, abs=1e-4)
 
 
-def test_curves(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_curves(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 cc = 1
 target = "eq.band1_freq"
@@ -201,8 +277,9 @@ curve = "exp"
         24 * (10 ** (64 / 127) - 1) / 9, rel=1e-5)
 
 
-def test_takeover_pickup_and_scale(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_takeover_pickup_and_scale(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 cc = 1
 target = "compressor.mix"
@@ -234,8 +311,9 @@ takeover = "scale"
     assert engine.get("gain.width") == 2.0
 
 
-def test_feedback(engine, tmp_path):
-    m = mapper(engine, tmp_path, """
+def test_feedback(live, tmp_path):
+    engine, make = live
+    m = make("""
 [[map]]
 cc = 7
 channel = 2
