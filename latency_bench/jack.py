@@ -31,6 +31,9 @@ RATE = 48000
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each run (default 60)")
     p.add_argument("--periods", default="64,128", help="JACK periods (default 64,128)")
+    p.add_argument("--rounds", type=int, default=6,
+                   help="split each run into this many rounds, interleaved between the two "
+                        "clients so slow drifts of the machine hit both alike (default 6)")
     p.add_argument("--quick", action="store_true", help="2 s runs (for tests)")
     p.add_argument("--realtime", action="store_true",
                    help="run jackd with real-time scheduling (needs the right to use it)")
@@ -106,8 +109,19 @@ def one_run(server, system: str, hog: bool, seconds: float, music: np.ndarray) -
         sys.setswitchinterval(old)
         player.close()
         client.close()
-    return {"system": system, "hog": hog, "seconds": seconds, "cycles": len(t),
-            "xruns": int(st.xruns - x0), "deadline_misses": int(st.deadline_misses - d0),
+    return {"system": system, "hog": hog, "seconds": seconds, "xruns": int(st.xruns - x0),
+            "deadline_misses": int(st.deadline_misses - d0), "times": t}
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """One system and condition over all its rounds."""
+    t = np.concatenate([r["times"] for r in rounds])
+    first = rounds[0]
+    return {"system": first["system"], "hog": first["hog"],
+            "seconds": sum(r["seconds"] for r in rounds), "rounds": len(rounds),
+            "cycles": len(t), "xruns": sum(r["xruns"] for r in rounds),
+            "xruns_per_round": [r["xruns"] for r in rounds],
+            "deadline_misses": sum(r["deadline_misses"] for r in rounds),
             "callback_us_median": float(np.median(t)) if t.size else None,
             "callback_us_p99": float(np.percentile(t, 99)) if t.size else None,
             "callback_us_max": float(t.max()) if t.size else None,
@@ -119,31 +133,39 @@ def run(args) -> int:
     from rtengine.backends.jackd import PrivateJackd
     from rtengine.demo import music
     seconds = 2.0 if args.quick else args.seconds
+    rounds = 1 if args.quick else max(1, args.rounds)
     periods = [int(p) for p in args.periods.split(",")]
-    sig = music(seconds + 3.0, RATE)
+    sig = music(seconds / rounds + 3.0, RATE)
     report = {"benchmark": "jack", "machine": {"platform": platform.platform(),
                                                "python": platform.python_version(),
                                                "cpus": __import__("os").cpu_count()},
-              "settings": {"seconds": seconds, "periods": periods, "rate": RATE,
+              "settings": {"seconds": seconds, "rounds": rounds, "periods": periods,
+                           "rate": RATE,
                            "chain": str(CHAIN_PATH.relative_to(PACKAGE_DIR.parent)),
                            "server": f"jackd {'-R' if args.realtime else '--no-realtime'} -d "
                                      "dummy"}, "runs": {}}
-    print(f"latency_bench jack: {seconds:g} s per run, periods {periods}, "
+    print(f"latency_bench jack: {seconds:g} s per client and condition in {rounds} "
+          f"interleaved rounds, periods {periods}, "
           f"{report['settings']['server']}", flush=True)
     for period in periods:
         budget = 1e6 * period / RATE
         with PrivateJackd(RATE, period, realtime=args.realtime) as server:
+            got: dict = {}
+            for _ in range(rounds):
+                for hog in (False, True):
+                    for system in ("passthrough", "rtengine"):
+                        got.setdefault((hog, system), []).append(
+                            one_run(server, system, hog, seconds / rounds, sig))
             rows = []
-            for hog in (False, True):
-                for system in ("passthrough", "rtengine"):
-                    r = one_run(server, system, hog, seconds, sig)
-                    r["budget_us"] = budget
-                    rows.append(r)
-                    print(f"  period {period:4d}  {'hog ' if hog else 'idle'}  {system:12s} "
-                          f"xruns {r['xruns']:3d}  deadline misses {r['deadline_misses']:3d}  "
-                          f"callback median {r['callback_us_median']:.1f} us  p99 "
-                          f"{r['callback_us_p99']:.1f} us  max {r['callback_us_max']:.1f} us "
-                          f"(budget {budget:.0f} us)", flush=True)
+            for (hog, system), runs in got.items():
+                r = summarise(runs)
+                r["budget_us"] = budget
+                rows.append(r)
+                print(f"  period {period:4d}  {'hog ' if hog else 'idle'}  {system:12s} "
+                      f"xruns {r['xruns']:3d} {r['xruns_per_round']}  deadline misses "
+                      f"{r['deadline_misses']:3d}  callback median "
+                      f"{r['callback_us_median']:.1f} us  p99 {r['callback_us_p99']:.1f} us  "
+                      f"max {r['callback_us_max']:.1f} us (budget {budget:.0f} us)", flush=True)
             report["runs"][str(period)] = rows
     added = {p: next(r["xruns"] for r in rows if r["system"] == "rtengine" and r["hog"]) -
              next(r["xruns"] for r in rows if r["system"] == "passthrough" and r["hog"])
