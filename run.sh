@@ -45,7 +45,8 @@ python_env() {
     # reinstall only when the build inputs change
     local stamp
     stamp=$(cat pyproject.toml setup.py kernels/_build.py rtengine/native/_runner_build.py \
-                kernels/c/*.c kernels/c/*.h rtengine/native/*.c rtengine/native/*.h | sha256sum | cut -c1-16)
+                kernels/c/*.c kernels/c/*.h rtengine/native/*.c rtengine/native/*.h \
+                rtengine/bridge/*.c rtengine/bridge/*.h | sha256sum | cut -c1-16)
     if [ "$(cat .venv/.rtengine-stamp 2>/dev/null)" != "$stamp" ]; then
         say "installing rtengine and its dependencies into .venv (compiles the C kernels)"
         local log=.venv/pip-install.log

@@ -131,6 +131,33 @@ def _cmd_load(args) -> int:
     return load(args)
 
 
+def _cmd_serve(args) -> int:
+    import signal
+
+    from .bridge import BridgeServer
+    stop = {"now": False}
+
+    def on_signal(signum, frame):
+        stop["now"] = True
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    srv = BridgeServer(args.chain, name=args.name, patch_dirs=args.patch_dir).start()
+    print(f"rtengine: bridge server '{args.name}' ready for the rtengine VST3 plugin"
+          + (f" (default chain {args.chain})" if args.chain else ""), file=sys.stderr)
+    end = time.monotonic() + args.duration if args.duration else None
+    seen = 0
+    try:
+        while not stop["now"] and (end is None or time.monotonic() < end):
+            time.sleep(0.1)
+            for msg in srv.errors[seen:]:
+                print(f"rtengine: refused {msg}", file=sys.stderr)
+            seen = len(srv.errors)
+    finally:
+        srv.close()
+    print(f"rtengine: bridge server '{args.name}' stopped", file=sys.stderr)
+    return 0
+
+
 def _cmd_midi_list(args) -> int:
     from .backends.jack import JackError, Peer
     try:
@@ -265,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("chain", help="chain file (TOML)")
     p.add_argument("--name", default="rtengine", help="client name of the running engine")
     p.set_defaults(func=_cmd_load)
+    p = sub.add_parser("serve", help="serve the rtengine VST3 plugin in DAWs (the bridge)")
+    p.add_argument("--chain", default=None,
+                   help="chain for plugin instances that bring none of their own")
+    p.add_argument("--name", default="default", help="bridge name (default 'default')")
+    p.add_argument("--patch-dir", action="append", default=[],
+                   help="folder whose pyo patches DAW projects may name (repeatable)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("status", help="statistics of running engines")
     p.add_argument("--name", default=None, help="only the engine with this client name")
     p.add_argument("--json", action="store_true", help="one JSON object per engine")

@@ -285,9 +285,15 @@ class Engine:
         specs = []
         for st in self.stages:
             vals = {}
-            for p in st.params[:-1]:
-                v = st.processor.values[p.id]
-                vals[p.id] = p.choices[int(v)] if p.choices else (bool(v >= 0.5) if p.toggle else v)
+            for k, p in enumerate(st.params[:-1]):
+                # the targets: what every control path (MIDI, OSC, the bridge's lane
+                # threads) writes; the float32 target of a value set as a double
+                # reads back as that double when it was representable
+                v = float(self._targets[st.par_off + k])
+                if not p.discrete and float(np.float32(st.processor.values[p.id])) == v:
+                    v = st.processor.values[p.id]
+                vals[p.id] = p.choices[int(round(v))] if p.choices else \
+                    (bool(v >= 0.5) if p.toggle else v)
             opts = {o.id: st.processor.opts[o.id] for o in st.processor.options
                     if st.processor.opts[o.id] != o.default}
             specs.append(StageSpec(st.plugin, st.name, vals, st.processor.impl,

@@ -25,15 +25,20 @@ ffibuilder.cdef(cdef_text(HERE / "runner.h"))
 ffibuilder.cdef(cdef_text(HERE / "jack.h"))
 ffibuilder.cdef(cdef_text(HERE / "pa.h"))
 ffibuilder.cdef(cdef_text(HERE / "worker.h"))
+BRIDGE = HERE.parent / "bridge"
+ffibuilder.cdef(cdef_text(BRIDGE / "protocol.h"))
+ffibuilder.cdef(cdef_text(BRIDGE / "bridge.h"))
 ffibuilder.set_source(
     "rtengine._runner",
-    '#include "runner.h"\n#include "jack.h"\n#include "pa.h"\n#include "worker.h"',
+    '#include "runner.h"\n#include "jack.h"\n#include "pa.h"\n#include "worker.h"\n'
+    '#include "../bridge/bridge.h"',
     sources=[str((HERE / name).relative_to(ROOT))
-             for name in ("runner.c", "jack.c", "pa.c", "worker.c")],
+             for name in ("runner.c", "jack.c", "pa.c", "worker.c")] +
+            [str((BRIDGE / name).relative_to(ROOT)) for name in ("server.c", "client.c")],
     include_dirs=[str(HERE.relative_to(ROOT))],
     extra_compile_args=CFLAGS,
     extra_link_args=["-pthread"],
-    libraries=["m", "dl"],
+    libraries=["m", "dl", "rt"],
 )
 
 if __name__ == "__main__":

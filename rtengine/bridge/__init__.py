@@ -1,0 +1,368 @@
+"""The DAW bridge's engine side: ``rtengine serve`` and ``BridgeServer``.
+
+The rtengine VST3 plugin (in a DAW's process) claims a *lane* of the shared
+segment (protocol.h) and sends its chain as TOML text; the server builds an
+Engine for it and hands the runner to a native lane thread (server.c), which
+answers every audio request without Python or the GIL.  This module is the
+control side: it builds and swaps chains, publishes parameter tables and
+values, answers state requests, applies parameter changes the lane thread
+cannot (designed coefficients), and frees the lanes of plugins that went
+away.  ``Client`` is the plugin's end (client.c) for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._runner import ffi, lib
+from ..chain import Chain
+from ..engine import Engine
+from ..errors import RtEngineError
+from ..params import BYPASS
+
+ERRLEN = 1024
+
+
+class BridgeError(RtEngineError):
+    """The bridge segment cannot be created or used."""
+
+
+def param_id(key: str, taken: set[int]) -> int:
+    """A stable VST3 ParamID for "stage.param": FNV-1a, 31 bits, unique in the lane."""
+    h = 0x811C9DC5
+    for b in key.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    h &= 0x7FFFFFFF
+    while h in taken:
+        h = (h + 1) & 0x7FFFFFFF
+    taken.add(h)
+    return h
+
+
+def _text(dst, value: str, size: int) -> None:
+    raw = value.encode()[:size - 1]
+    ffi.memmove(dst, raw + b"\0", len(raw) + 1)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Lane:
+    def __init__(self, engine: Engine, keys: list[str]):
+        self.engine = engine
+        self.keys = keys
+        self.old: list[Engine] = []
+
+
+class BridgeServer:
+    """Serve lanes on the segment ``name``.  ``chain`` (a Chain, a path or None)
+    runs in lanes whose plugin sends no chain of its own.  A chain from a DAW
+    project may use a pyo patch only from one of ``patch_dirs``."""
+
+    def __init__(self, chain=None, name: str = "default", patch_dirs=(), fade_ms: float = 10.0,
+                 poll_s: float = 0.002):
+        if chain is not None and not isinstance(chain, Chain):
+            chain = Chain.load(chain)
+        self.default_chain = chain
+        self.name = name
+        self.patch_dirs = [Path(d).resolve() for d in patch_dirs]
+        self.fade_ms = fade_ms
+        self.poll_s = poll_s
+        err = ffi.new("char[]", ERRLEN)
+        self._s = lib.rtb_server_create(name.encode(), err, ERRLEN)
+        if self._s == ffi.NULL:
+            raise BridgeError(ffi.string(err).decode())
+        self.seg = lib.rtb_server_segment(self._s)
+        self.lanes: dict[int, _Lane] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idx = np.zeros(lib.RTB_MAX_CHANGES, dtype=np.int32)
+        self._val = np.zeros(lib.RTB_MAX_CHANGES, dtype=np.float64)
+
+    # ---- lifecycle -----------------------------------------------------------------
+    def start(self) -> "BridgeServer":
+        self._thread = threading.Thread(target=self._run, name="rtengine-bridge", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            time.sleep(self.poll_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if self._s != ffi.NULL:
+            lib.rtb_server_destroy(self._s)
+            self._s = ffi.NULL
+        for lane in self.lanes.values():
+            for e in [lane.engine, *lane.old]:
+                e.close()
+        self.lanes.clear()
+
+    def unlink(self) -> None:
+        """Remove the segment (after close); plugins still attached fall back to dry."""
+        try:
+            os.unlink(f"/dev/shm/rtengine-{os.getuid()}-{self.name}")
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        self.unlink()
+
+    # ---- the control loop ------------------------------------------------------------
+    def poll(self) -> None:
+        lib.rtb_server_heartbeat(self._s)
+        for i in range(lib.RTB_MAX_LANES):
+            lane = self.seg.lanes[i]
+            state = lane.state
+            if state == lib.RTB_FREE:
+                if i in self.lanes:
+                    self._drop(i)
+                continue
+            if not _alive(int(lane.owner_pid)):
+                self._drop(i)                      # the DAW (or the plugin) went away
+                continue
+            if lane.config_seq != lane.config_ack:
+                self._configure(i)
+            if i in self.lanes:
+                self._control(i)
+
+    def _drop(self, i: int) -> None:
+        lib.rtb_server_detach(self._s, i)
+        lane = self.lanes.pop(i, None)
+        if lane is not None:
+            for e in [lane.engine, *lane.old]:
+                e.close()
+
+    def _refuse(self, i: int, seq: int, msg: str) -> None:
+        lane = self.seg.lanes[i]
+        self.errors.append(f"lane {i}: {msg}")
+        _text(lane.msg, msg, lib.RTB_MSG)
+        lane.config_status = -1
+        lane.config_ack = seq
+        lib.rtb_server_wake(self._s, ffi.addressof(lane, "config_ack"))
+
+    def _chain_of(self, i: int) -> Chain:
+        lane = self.seg.lanes[i]
+        n = int(lane.chain_len)
+        if n >= lib.RTB_STATE_MAX:
+            raise BridgeError(f"chain text of {n} bytes is longer than the state area")
+        try:
+            text = ffi.unpack(lane.chain, n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BridgeError("the chain text is not UTF-8") from None
+        if not text.strip():
+            if self.default_chain is None:
+                raise BridgeError("the plugin sent no chain and the server has none "
+                                  "(rtengine serve --chain FILE)")
+            return self.default_chain
+        chain = Chain.from_toml(text, source=f"chain from the DAW (lane {i})")
+        for st in chain.stages:
+            patch = st.options.get("patch")
+            if patch is None:
+                continue
+            path = Path(patch)
+            if not path.is_absolute() and self.patch_dirs:
+                path = self.patch_dirs[0] / path
+            path = path.resolve()
+            if not any(path.is_relative_to(d) for d in self.patch_dirs):
+                raise BridgeError(f"stage {st.name!r}: the pyo patch {patch} is code named by a "
+                                  "DAW project; the server runs patches only from folders "
+                                  "given with 'rtengine serve --patch-dir DIR'")
+            st.options["patch"] = str(path)
+        return chain
+
+    def _configure(self, i: int) -> None:
+        lane = self.seg.lanes[i]
+        seq = int(lane.config_seq)
+        sr, mb, nch = float(lane.sample_rate), int(lane.max_block), int(lane.channels)
+        if not (nch in (1, 2) and 1 <= mb and 8000 <= sr <= 384000):
+            self._refuse(i, seq, f"unsupported set-up: {nch} channels, block {mb}, {sr:g} Hz "
+                                 "(the bridge takes 1 or 2 channels at 8-384 kHz)")
+            return
+        try:
+            chain = self._chain_of(i)
+            engine = Engine(chain, sr, min(mb, lib.RTB_MAX_FRAMES), nch)
+        except RtEngineError as exc:
+            self._refuse(i, seq, str(exc))
+            return
+        keys = list(engine._index)
+        if len(keys) > lib.RTB_MAX_PARAMS:
+            self._refuse(i, seq, f"the chain has {len(keys)} parameters; a lane carries "
+                                 f"{lib.RTB_MAX_PARAMS}")
+            return
+        taken: set[int] = set()
+        par_index = np.zeros(max(len(keys), 1), dtype=np.int32)
+        par_rt = np.zeros(max(len(keys), 1), dtype=np.uint8)
+        for k, key in enumerate(keys):
+            st, p, idx = engine._index[key]
+            d = lane.params[k]
+            d.id = param_id(key, taken)
+            d.flags = ((lib.RTB_PARAM_LOG if p.scale == "log" else 0) |
+                       (lib.RTB_PARAM_TOGGLE if p.toggle else 0) |
+                       (lib.RTB_PARAM_CHOICE if p.choices else 0) |
+                       (lib.RTB_PARAM_BYPASS if p is BYPASS else 0))
+            d.steps = (len(p.choices) - 1) if p.choices else (1 if p.toggle else 0)
+            d.min, d.max, d.default_value = p.min, p.max, p.default
+            _text(d.key, key, lib.RTB_TEXT)
+            _text(d.name, f"{st.name} {p.name}", lib.RTB_TEXT)
+            _text(d.unit, p.unit, lib.RTB_TEXT)
+            _text(d.choices, "\n".join(p.choices), lib.RTB_MSG)
+            lane.values[k] = engine.get(key)
+            par_index[k] = idx
+            par_rt[k] = 1 if p.lane else 0
+        lane.nparams = len(keys)
+        lane.latency = engine.latency
+        engine.start_workers()
+        old = self.lanes.get(i)
+        done0 = lib.rtb_server_swaps_done(self._s, i)
+        fade = int(round(self.fade_ms * 1e-3 * sr))
+        if lib.rtb_server_attach(self._s, i, engine._r,
+                                 ffi.cast("int32_t *", par_index.ctypes.data),
+                                 ffi.cast("uint8_t *", par_rt.ctypes.data), len(keys), fade):
+            engine.close()
+            self._refuse(i, seq, "the lane thread could not start")
+            return
+        new = _Lane(engine, keys)
+        new.par_arrays = (par_index, par_rt)
+        if old is not None:
+            end = time.monotonic() + 2.0
+            while lib.rtb_server_swaps_done(self._s, i) == done0 and time.monotonic() < end:
+                time.sleep(0.001)
+            if lib.rtb_server_swaps_done(self._s, i) != done0:
+                for e in [old.engine, *old.old]:
+                    e.close()
+            else:                                  # no request came: the old may still be taken
+                new.old = [old.engine, *old.old]
+        self.lanes[i] = new
+        lane.config_status = 0
+        _text(lane.msg, "", lib.RTB_MSG)
+        lane.state = lib.RTB_READY
+        lane.config_ack = seq
+        lib.rtb_server_wake(self._s, ffi.addressof(lane, "config_ack"))
+
+    def _control(self, i: int) -> None:
+        lane, held = self.seg.lanes[i], self.lanes[i]
+        e = held.engine
+        n = lib.rtb_server_take_changes(self._s, i, ffi.cast("int32_t *", self._idx.ctypes.data),
+                                        ffi.cast("double *", self._val.ctypes.data),
+                                        len(self._idx))
+        for k in range(n):
+            try:
+                e.set(held.keys[self._idx[k]], float(self._val[k]))
+            except RtEngineError:
+                pass                               # clamped on the lane thread already
+        for k, key in enumerate(held.keys):
+            lane.values[k] = e.get(key)
+        if lane.state_seq != lane.state_ack:
+            text = e.to_chain().to_toml().encode()
+            want = int(lane.state_seq)
+            if len(text) < lib.RTB_STATE_MAX:
+                ffi.memmove(lane.chain, text + b"\0", len(text) + 1)
+                lane.chain_len = len(text)
+            lane.state_ack = want
+            lib.rtb_server_wake(self._s, ffi.addressof(lane, "state_ack"))
+
+
+class Client:
+    """The plugin's end of the bridge (client.c), for tests and benchmarks."""
+
+    def __init__(self, name: str = "default"):
+        err = ffi.new("char[]", ERRLEN)
+        self._c = lib.rtb_client_open(name.encode(), err, ERRLEN)
+        if self._c == ffi.NULL:
+            raise BridgeError(ffi.string(err).decode())
+        self._ins = self._outs = None
+
+    def claim(self, sample_rate: float, max_block: int, channels: int) -> int:
+        err = ffi.new("char[]", ERRLEN)
+        lane = lib.rtb_client_claim(self._c, sample_rate, max_block, channels, err, ERRLEN)
+        if lane < 0:
+            raise BridgeError(ffi.string(err).decode())
+        self.channels = channels
+        self.index = lane
+        return lane
+
+    def configure(self, chain_text: str, timeout_ms: int = 10000) -> None:
+        err = ffi.new("char[]", ERRLEN)
+        raw = chain_text.encode()
+        if lib.rtb_client_configure(self._c, raw, len(raw), timeout_ms, err, ERRLEN):
+            raise BridgeError(ffi.string(err).decode())
+
+    def state(self, timeout_ms: int = 5000) -> str:
+        buf = ffi.new("char[]", lib.RTB_STATE_MAX)
+        n = lib.rtb_client_get_state(self._c, buf, lib.RTB_STATE_MAX, timeout_ms)
+        if n < 0:
+            raise BridgeError("the server did not send the lane's state")
+        return ffi.unpack(buf, n).decode()
+
+    @property
+    def lane(self):
+        return lib.rtb_client_lane(self._c)
+
+    @property
+    def header(self):
+        return lib.rtb_client_segment(self._c).h
+
+    @property
+    def ready(self) -> bool:
+        return bool(lib.rtb_client_ready(self._c))
+
+    def params(self) -> list[dict]:
+        lane = self.lane
+        out = []
+        for k in range(lane.nparams):
+            d = lane.params[k]
+            out.append({"id": d.id, "key": ffi.string(d.key).decode(),
+                        "name": ffi.string(d.name).decode(), "min": d.min, "max": d.max,
+                        "default": d.default_value, "steps": d.steps, "flags": d.flags,
+                        "value": lane.values[k]})
+        return out
+
+    def process(self, x: np.ndarray, changes=(),
+                timeout_us: int = 100000) -> tuple[np.ndarray, int]:
+        """Process a (channels, frames) float32 block; returns (output, frames the
+        engine processed).  ``changes``: (param index, offset, plain value)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.empty_like(x)
+        ins = ffi.new("float *[]", [ffi.cast("float *", r.ctypes.data) for r in x])
+        outs = ffi.new("float *[]", [ffi.cast("float *", r.ctypes.data) for r in y])
+        ch = ffi.new("rtb_change[]", max(len(changes), 1))
+        for k, (idx, off, v) in enumerate(changes):
+            ch[k].index, ch[k].offset, ch[k].value = idx, off, v
+        got = lib.rtb_client_process(self._c, ins, outs, x.shape[1], ch, len(changes),
+                                     timeout_us)
+        return y, got
+
+    def close(self) -> None:
+        if self._c != ffi.NULL:
+            lib.rtb_client_close(self._c)
+            self._c = ffi.NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

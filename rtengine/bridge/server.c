@@ -1,0 +1,323 @@
+/* The engine's end of the DAW bridge (bridge.h, protocol.h): the segment and
+ * one native thread per lane.  A lane thread runs no Python and takes no lock:
+ * it waits on the lane's request futex, runs the chain's runner (applying
+ * parameter changes at their sample offsets) and answers. */
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include "bridge.h"
+#include "shm.h"
+#include "../native/runner.h"
+#include "../native/xfade.h"
+
+#define RTB_RING 4096                 /* control-side changes per lane (power of two) */
+
+typedef struct rtb_map {
+    int32_t n;
+    int32_t index[RTB_MAX_PARAMS];    /* runner parameter index */
+    uint8_t rt[RTB_MAX_PARAMS];       /* applied on the lane thread */
+    double lo[RTB_MAX_PARAMS], hi[RTB_MAX_PARAMS];
+    int32_t steps[RTB_MAX_PARAMS];
+} rtb_map;
+
+typedef struct rtb_lane_rt {
+    rtb_server *srv;
+    int32_t idx;
+    pthread_t th;
+    int32_t running;
+    int32_t stop;
+    rt_xfade x;
+    rtb_map maps[2];                  /* the playing chain's and the next one's */
+    rtb_map *map;                     /* lane thread's */
+    rtb_map *pending_map;             /* taken with the pending runner */
+    int32_t next_map;
+    struct { int32_t index; double value; } ring[RTB_RING];
+    uint32_t head, tail;              /* lane thread produces, control side consumes */
+    float io2[RTB_MAX_CH * RTB_MAX_FRAMES];
+} rtb_lane_rt;
+
+struct rtb_server {
+    rtb_segment *seg;
+    int fd;
+    char path[256];
+    rtb_lane_rt lanes[RTB_MAX_LANES];
+};
+
+static int rtb_pid_alive(uint32_t pid)
+{
+    return pid && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+rtb_server *rtb_server_create(const char *name, char *err, int32_t errlen)
+{
+    rtb_server *s = calloc(1, sizeof *s);
+    if (!s) { snprintf(err, (size_t)errlen, "out of memory"); return NULL; }
+    if (rtb_segment_name(name, s->path, sizeof s->path)) {
+        snprintf(err, (size_t)errlen, "bridge name %s: use letters, digits, '-' and '_'", name);
+        free(s);
+        return NULL;
+    }
+    const size_t size = sizeof(rtb_segment);
+    int fd = shm_open(s->path, O_RDWR, 0600);
+    if (fd >= 0) {                    /* left by an earlier server: reuse it if it fits */
+        struct stat st;
+        rtb_header h;
+        int fits = fstat(fd, &st) == 0 && st.st_uid == getuid() && (size_t)st.st_size == size &&
+                   pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h && h.magic == RTB_MAGIC &&
+                   h.version == RTB_VERSION && h.lane_size == sizeof(rtb_lane);
+        if (fits && rtb_pid_alive(h.server_pid) &&
+            !h.closing) {
+            snprintf(err, (size_t)errlen, "a bridge server named %s already runs (pid %u); "
+                     "stop it or give this one another --name", name && *name ? name : "default",
+                     h.server_pid);
+            close(fd);
+            free(s);
+            return NULL;
+        }
+        if (!fits) {
+            close(fd);
+            shm_unlink(s->path);
+            fd = -1;
+        }
+    }
+    int created = 0;
+    if (fd < 0) {
+        fd = shm_open(s->path, O_RDWR | O_CREAT | O_EXCL, 0600);
+        created = 1;
+    }
+    if (fd < 0 || fchmod(fd, 0600) || (created && ftruncate(fd, (off_t)size))) {
+        snprintf(err, (size_t)errlen, "cannot create the bridge segment %s: %s", s->path,
+                 strerror(errno));
+        if (fd >= 0) close(fd);
+        free(s);
+        return NULL;
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, (size_t)errlen, "cannot map the bridge segment: %s", strerror(errno));
+        close(fd);
+        free(s);
+        return NULL;
+    }
+    s->fd = fd;
+    s->seg = p;
+    rtb_header *h = &s->seg->h;
+    uint64_t epoch = created ? 1 : h->epoch + 1;
+    if (created) memset(h, 0, sizeof *h);
+    for (int i = 0; i < RTB_MAX_LANES; i++) {
+        rtb_lane *l = &s->seg->lanes[i];
+        s->lanes[i].srv = s;
+        s->lanes[i].idx = i;
+        if (created || !rtb_pid_alive(l->owner_pid)) {
+            __atomic_store_n(&l->state, RTB_FREE, __ATOMIC_RELEASE);
+            l->owner_pid = 0;
+        } else if (l->state != RTB_FREE) {
+            /* a plugin still owns it: it will send its chain again (new epoch) */
+            __atomic_store_n(&l->state, RTB_CLAIMED, __ATOMIC_RELEASE);
+            l->config_ack = l->config_seq;
+        }
+    }
+    /* the new epoch is visible before the server looks alive, so a plugin never
+     * mistakes the old lane state for a running chain */
+    h->size = size;
+    h->lane_size = sizeof(rtb_lane);
+    h->nlanes = RTB_MAX_LANES;
+    h->version = RTB_VERSION;
+    __atomic_store_n(&h->epoch, epoch, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->magic, RTB_MAGIC, __ATOMIC_RELEASE);
+    h->closing = 0;
+    __atomic_store_n(&h->server_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
+    __atomic_store_n(&h->heartbeat_ns, rtb_now_ns(), __ATOMIC_RELEASE);
+    return s;
+}
+
+rtb_segment *rtb_server_segment(rtb_server *s) { return s ? s->seg : NULL; }
+
+void rtb_server_heartbeat(rtb_server *s)
+{
+    if (s) __atomic_store_n(&s->seg->h.heartbeat_ns, rtb_now_ns(), __ATOMIC_RELEASE);
+}
+
+void rtb_server_wake(rtb_server *s, uint32_t *word)
+{
+    (void)s;
+    rtb_wake(word);
+}
+
+/* ---- the lane thread ------------------------------------------------------------ */
+
+static void rtb_apply(rtb_lane_rt *lr, rtb_lane *l, const rtb_change *c, rt_runner *r)
+{
+    const rtb_map *m = lr->map;
+    if (!m || c->index >= (uint32_t)m->n) { l->counters.rejected++; return; }
+    double v = c->value;
+    if (!isfinite(v)) { l->counters.rejected++; return; }
+    uint32_t k = c->index;
+    if (v < m->lo[k]) v = m->lo[k];
+    if (v > m->hi[k]) v = m->hi[k];
+    if (m->steps[k] > 0) v = nearbyint(v);
+    if (m->rt[k]) {
+        if (m->index[k] >= 0 && m->index[k] < r->npar)
+            r->targets[m->index[k]] = (float)v;   /* ramped by the runner from here */
+        return;
+    }
+    uint32_t h = lr->head, t = __atomic_load_n(&lr->tail, __ATOMIC_ACQUIRE);
+    if (h - t >= RTB_RING) { l->counters.rejected++; return; }
+    lr->ring[h & (RTB_RING - 1)].index = (int32_t)k;
+    lr->ring[h & (RTB_RING - 1)].value = v;
+    __atomic_store_n(&lr->head, h + 1, __ATOMIC_RELEASE);
+}
+
+static void rtb_serve_one(rtb_lane_rt *lr, rtb_lane *l)
+{
+    if (rt_xfade_begin(&lr->x))
+        lr->map = __atomic_load_n(&lr->pending_map, __ATOMIC_ACQUIRE);
+    rt_runner *r = rt_xfade_current(&lr->x);
+    const int32_t n = l->nframes;
+    const int32_t nch = l->channels;
+    if (!r || n < 1 || n > RTB_MAX_FRAMES || nch < 1 || nch > RTB_MAX_CH || r->nch != nch) {
+        l->counters.rejected++;
+        for (int32_t c = 0; c < RTB_MAX_CH; c++)   /* answer with the input: never garbage */
+            memcpy(l->out + c * RTB_MAX_FRAMES, l->in + c * RTB_MAX_FRAMES,
+                   sizeof(float) * (n >= 1 && n <= RTB_MAX_FRAMES ? (size_t)n : 0));
+        return;
+    }
+    for (int32_t c = 0; c < nch; c++)
+        memcpy(l->out + c * RTB_MAX_FRAMES, l->in + c * RTB_MAX_FRAMES, sizeof(float) * (size_t)n);
+    int32_t nchg = l->nchanges;
+    if (nchg < 0 || nchg > RTB_MAX_CHANGES) { l->counters.rejected++; nchg = 0; }
+    int32_t pos = 0, k = 0;
+    while (pos < n) {
+        while (k < nchg && l->changes[k].offset <= pos) rtb_apply(lr, l, &l->changes[k++], r);
+        int32_t next = n;
+        if (k < nchg) {
+            int32_t off = l->changes[k].offset;
+            next = off > pos && off < n ? off : n;
+        }
+        rt_xfade_process(&lr->x, l->out + pos, lr->io2 + pos, RTB_MAX_FRAMES, next - pos);
+        pos = next;
+    }
+    while (k < nchg) rtb_apply(lr, l, &l->changes[k++], r);
+    l->counters.requests++;
+    l->counters.frames += (uint64_t)n;
+}
+
+static void *rtb_lane_main(void *arg)
+{
+    rtb_lane_rt *lr = arg;
+    rtb_lane *l = &lr->srv->seg->lanes[lr->idx];
+    /* requests from before this thread are not answered: their sender gave up */
+    uint32_t last = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);      /* signals go to the control thread */
+    while (!__atomic_load_n(&lr->stop, __ATOMIC_ACQUIRE)) {
+        uint32_t req = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
+        if (req == last) {
+            rtb_wait(&l->req_seq, last, 100000000u);
+            continue;
+        }
+        rtb_serve_one(lr, l);
+        last = req;
+        __atomic_store_n(&l->resp_seq, req, __ATOMIC_RELEASE);
+        rtb_wake(&l->resp_seq);
+    }
+    return NULL;
+}
+
+int32_t rtb_server_attach(rtb_server *s, int32_t lane, void *runner, const int32_t *par_index,
+                          const uint8_t *par_rt, int32_t nparams, int32_t fade)
+{
+    if (!s || lane < 0 || lane >= RTB_MAX_LANES || !runner || nparams < 0 ||
+        nparams > RTB_MAX_PARAMS)
+        return -1;
+    rtb_lane_rt *lr = &s->lanes[lane];
+    rtb_lane *l = &s->seg->lanes[lane];
+    rtb_map *m = &lr->maps[lr->next_map];
+    lr->next_map ^= 1;
+    m->n = nparams;
+    for (int32_t k = 0; k < nparams; k++) {
+        m->index[k] = par_index[k];
+        m->rt[k] = par_rt[k];
+        m->lo[k] = l->params[k].min;          /* just written by this process */
+        m->hi[k] = l->params[k].max;
+        m->steps[k] = l->params[k].steps;
+    }
+    if (!lr->running) {
+        lr->map = m;
+        rt_xfade_set(&lr->x, runner);
+        lr->stop = 0;
+        if (pthread_create(&lr->th, NULL, rtb_lane_main, lr)) return -1;
+        lr->running = 1;
+        return 0;
+    }
+    __atomic_store_n(&lr->pending_map, m, __ATOMIC_RELEASE);
+    rt_xfade_post(&lr->x, runner, fade);
+    return 0;
+}
+
+uint32_t rtb_server_swaps_done(rtb_server *s, int32_t lane)
+{
+    if (!s || lane < 0 || lane >= RTB_MAX_LANES) return 0;
+    return rt_xfade_done(&s->lanes[lane].x);
+}
+
+void rtb_server_detach(rtb_server *s, int32_t lane)
+{
+    if (!s || lane < 0 || lane >= RTB_MAX_LANES) return;
+    rtb_lane_rt *lr = &s->lanes[lane];
+    if (lr->running) {
+        __atomic_store_n(&lr->stop, 1, __ATOMIC_RELEASE);
+        rtb_wake(&s->seg->lanes[lane].req_seq);
+        pthread_join(lr->th, NULL);
+        lr->running = 0;
+    }
+    memset(&lr->x, 0, sizeof lr->x);
+    lr->map = lr->pending_map = NULL;
+    lr->head = lr->tail = 0;
+    rtb_lane *l = &s->seg->lanes[lane];
+    l->owner_pid = 0;
+    __atomic_store_n(&l->state, RTB_FREE, __ATOMIC_RELEASE);
+}
+
+int32_t rtb_server_take_changes(rtb_server *s, int32_t lane, int32_t *index, double *value,
+                                int32_t max)
+{
+    if (!s || lane < 0 || lane >= RTB_MAX_LANES) return 0;
+    rtb_lane_rt *lr = &s->lanes[lane];
+    uint32_t t = lr->tail, h = __atomic_load_n(&lr->head, __ATOMIC_ACQUIRE);
+    int32_t got = 0;
+    while (t != h && got < max) {
+        index[got] = lr->ring[t & (RTB_RING - 1)].index;
+        value[got] = lr->ring[t & (RTB_RING - 1)].value;
+        got++;
+        t++;
+    }
+    __atomic_store_n(&lr->tail, t, __ATOMIC_RELEASE);
+    return got;
+}
+
+void rtb_server_destroy(rtb_server *s)
+{
+    if (!s) return;
+    __atomic_store_n(&s->seg->h.closing, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < RTB_MAX_LANES; i++) {
+        rtb_lane_rt *lr = &s->lanes[i];
+        if (lr->running) {
+            __atomic_store_n(&lr->stop, 1, __ATOMIC_RELEASE);
+            rtb_wake(&s->seg->lanes[i].req_seq);
+            pthread_join(lr->th, NULL);
+            lr->running = 0;
+        }
+    }
+    __atomic_store_n(&s->seg->h.server_pid, 0, __ATOMIC_RELEASE);
+    munmap(s->seg, sizeof(rtb_segment));
+    close(s->fd);
+    /* the segment stays: plugins keep their lanes and reconnect to the next server */
+    free(s);
+}

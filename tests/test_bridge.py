@@ -1,0 +1,262 @@
+"""The DAW bridge without a DAW: the plugin's end (client.c, driven through
+cffi) against the bridge server, over the real shared-memory segment and
+futexes.  The VST3 plugin builds on the same client code."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rtengine
+from conftest import PATCHES, music_like
+from rtengine._runner import ffi, lib
+from rtengine.bridge import BridgeError, BridgeServer, Client
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAIN = (ROOT / "latency_bench" / "chains" / "reference.toml").read_text()
+SR = 48000
+
+
+@pytest.fixture
+def name(request):
+    n = f"t{os.getpid()}-{request.node.name[:20]}".replace("[", "-").replace("]", "")
+    n = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in n)
+    yield n
+    try:
+        os.unlink(f"/dev/shm/rtengine-{os.getuid()}-{n}")
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture
+def server(name):
+    with BridgeServer(name=name) as srv:
+        yield srv
+
+
+def through(client, x, block, changes_at=None):
+    out = np.empty_like(x)
+    done = 0
+    for a in range(0, x.shape[1], block):
+        y, got = client.process(x[:, a:a + block], (changes_at or {}).get(a, ()))
+        out[:, a:a + block] = y
+        done += got
+    return out, done
+
+
+@pytest.mark.parametrize("block", [1, 64, 65, 512, 4096, 5000])
+def test_a_lane_equals_the_offline_render(server, name, block):
+    x = music_like(2, 3 * SR // 2 if block > 1 else SR // 8)
+    with Client(name) as c:
+        c.claim(SR, 512, 2)
+        c.configure(CHAIN)
+        assert c.ready and c.lane.latency == 90
+        y, done = through(c, x, block)
+    assert done == x.shape[1], "every frame went through the engine"
+    ref = rtengine.Engine(rtengine.Chain.from_toml(CHAIN), SR, 512, 2).render(x)
+    L = 90
+    err = np.abs(y[:, L:] - ref[:, :-L]).max()
+    assert err <= 1e-6, f"bridge output differs from the offline render by {err:.3g}"
+
+
+def test_parameters_are_published_and_automation_is_sample_accurate(server, name):
+    text = '[[stage]]\nplugin = "gain"\n[[stage]]\nplugin = "eq"\n[stage.params]\nband1_on = true\n'
+    with Client(name) as c:
+        c.claim(SR, 256, 1)
+        c.configure(text)
+        params = {p["key"]: p for p in c.params()}
+        gain = rtengine.plugins()["gain"].param("gain_db")
+        assert params["gain.gain_db"]["min"] == gain.min == -60.0
+        assert params["gain.gain_db"]["max"] == gain.max and params["gain.gain_db"]["default"] == 0
+        assert params["eq.band1_type"]["steps"] == 6 and params["eq.lowcut_on"]["steps"] == 1
+        assert params["eq.band1_freq"]["flags"] & lib.RTB_PARAM_LOG
+        assert params["gain.bypass"]["flags"] & lib.RTB_PARAM_BYPASS
+        ids = [p["id"] for p in params.values()]
+        assert len(set(ids)) == len(ids) and all(0 <= i < 2 ** 31 for i in ids)
+        keys = list(params)
+        g = keys.index("gain.gain_db")
+        x = np.full((1, 1024), 0.5, np.float32)
+        y, _ = c.process(x, [(g, 300, -20.0)])         # a change at sample 300
+        # the runner ramps from exactly that sample (20 ms smoothing)
+        assert np.all(y[0, :300] == 0.5) and y[0, 301] < 0.5
+        ref = rtengine.Engine(rtengine.Chain.from_toml(text), SR, 256, 1)
+        r1 = ref.process(x[:, :300].copy())
+        ref.set("gain.gain_db", -20.0)
+        r2 = ref.process(x[:, 300:].copy())
+        np.testing.assert_allclose(y, np.concatenate([r1, r2], axis=1), atol=1e-7)
+        # the server publishes the value; a designed (EQ) parameter is applied too
+        b = keys.index("eq.band1_gain_db")
+        c.process(x, [(b, 0, 9.0)])
+        end = time.monotonic() + 2
+        while server.lanes[c.index].engine.get("eq.band1_gain_db") != 9.0:
+            assert time.monotonic() < end
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert {p["key"]: p["value"] for p in c.params()}["eq.band1_gain_db"] == 9.0
+
+
+def test_state_round_trip_restores_chain_and_values(server, name):
+    with Client(name) as a, Client(name) as b:
+        a.claim(SR, 128, 2)
+        a.configure(CHAIN)
+        keys = [p["key"] for p in a.params()]
+        a.process(np.zeros((2, 128), np.float32), [(keys.index("compressor.ratio"), 0, 6.5)])
+        state = a.state()
+        assert "ratio = 6.5" in state
+        b.claim(SR, 128, 2)
+        b.configure(state)
+        vals = {p["key"]: p["value"] for p in b.params()}
+        assert vals["compressor.ratio"] == 6.5
+        assert a.index != b.index
+
+
+def test_two_lanes_do_not_interfere(server, name):
+    other = '[[stage]]\nplugin = "gain"\n[stage.params]\ngain_db = -6.0\n'
+    x1, x2 = music_like(2, SR // 2, seed=1), music_like(2, SR // 2, seed=2)
+    with Client(name) as a, Client(name) as b:
+        a.claim(SR, 64, 2)
+        b.claim(SR, 64, 2)
+        a.configure(CHAIN)
+        b.configure(other)
+        y1, y2 = np.empty_like(x1), np.empty_like(x2)
+        for s in range(0, x1.shape[1], 64):
+            y1[:, s:s + 64] = a.process(x1[:, s:s + 64])[0]
+            y2[:, s:s + 64] = b.process(x2[:, s:s + 64])[0]
+    r1 = rtengine.Engine(rtengine.Chain.from_toml(CHAIN), SR, 64, 2).render(x1)
+    r2 = rtengine.Engine(rtengine.Chain.from_toml(other), SR, 64, 2).render(x2)
+    assert np.abs(y1[:, 90:] - r1[:, :-90]).max() <= 1e-6
+    assert np.abs(y2 - r2).max() <= 1e-6
+
+
+def test_bad_chains_and_corrupt_requests_are_refused(server, name):
+    with Client(name) as c:
+        c.claim(SR, 64, 2)
+        with pytest.raises(BridgeError, match="not valid TOML"):
+            c.configure("[[stage]\nplugin = 'gain'")
+        with pytest.raises(BridgeError, match="no plugin named 'nope'"):
+            c.configure('[[stage]]\nplugin = "nope"\n')
+        c.configure(CHAIN)
+        with pytest.raises(BridgeError, match="no plugin named"):   # the running chain stays
+            c.configure('[[stage]]\nplugin = "nope"\n')
+        c.configure(CHAIN)
+        lane = c.lane
+        # a corrupted request (frame count out of range): refused, answered with the input
+        lane.nframes = 10 ** 6
+        req = lane.req_seq + 1
+        lane.req_seq = req
+        end = time.monotonic() + 2
+        while lane.resp_seq != req:
+            assert time.monotonic() < end
+            time.sleep(0.001)
+        assert lane.counters.rejected >= 1
+        # out-of-range parameter indices and NaN values are refused, not applied
+        y, got = c.process(np.full((2, 64), 0.1, np.float32), [(9999, 0, 1.0),
+                                                              (0, 10, float("nan"))])
+        assert got == 64 and np.isfinite(y).all() and lane.counters.rejected >= 3
+
+
+def test_a_pyo_patch_runs_only_from_an_allowed_folder(name, tmp_path):
+    text = (f'[[stage]]\nplugin = "pyo"\n[stage.options]\npatch = "{PATCHES / "reverb.py"}"\n')
+    with BridgeServer(name=name) as srv, Client(name) as c:
+        c.claim(SR, 128, 2)
+        with pytest.raises(BridgeError, match="--patch-dir"):
+            c.configure(text)
+        assert srv.errors
+    with BridgeServer(name=name, patch_dirs=[PATCHES]), Client(name) as c:
+        c.claim(SR, 128, 2)
+        c.configure(text)
+        x = music_like(2, 4096)
+        y, got = c.process(x)
+        assert got == 4096 and np.isfinite(y).all()
+
+
+def test_segment_checks(name, tmp_path):
+    with pytest.raises(BridgeError, match="no rtengine bridge server"):
+        Client(name)
+    with BridgeServer(name=name):
+        path = f"/dev/shm/rtengine-{os.getuid()}-{name}"
+        os.chmod(path, 0o644)
+        with pytest.raises(BridgeError, match="not private"):
+            Client(name)
+        os.chmod(path, 0o600)
+        with open(path, "r+b") as f:                   # a corrupted header
+            f.write(b"XXXX")
+        with pytest.raises(BridgeError, match="bad header"):
+            Client(name)
+    with pytest.raises(BridgeError, match="already runs"):
+        with BridgeServer(name=name):
+            BridgeServer(name=name)
+
+
+def test_engine_killed_mid_run_gives_aligned_dry_and_reconnects(name):
+    cmd = [sys.executable, "-m", "rtengine", "serve", "--name", name]
+    srv = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        c = None
+        end = time.monotonic() + 30
+        while c is None:
+            try:
+                c = Client(name)
+            except BridgeError:
+                assert time.monotonic() < end, "the server did not come up"
+                time.sleep(0.1)
+        c.claim(SR, 256, 2)
+        c.configure(CHAIN)
+        x = music_like(2, SR)
+        y, got = c.process(x[:, :4096])
+        assert got == 4096
+        srv.send_signal(signal.SIGKILL)
+        srv.wait(10)
+        # gone: every block is the dry input delayed by the latency, and no call
+        # waits past its timeout (2 ms here)
+        history = [x[:, :4096]]
+        outs = []
+        worst = 0.0
+        for a in range(4096, SR, 256):
+            t0 = time.perf_counter()
+            blk, got = c.process(x[:, a:a + 256], timeout_us=2000)
+            worst = max(worst, time.perf_counter() - t0)
+            assert got == 0
+            outs.append(blk)
+            history.append(x[:, a:a + 256])
+        dry = np.concatenate(outs, axis=1)
+        whole = np.concatenate(history, axis=1)
+        np.testing.assert_array_equal(dry, whole[:, 4096 - 90:SR - 90])
+        assert worst < 0.02, f"a block waited {worst * 1e3:.1f} ms with the engine gone"
+        # a new server on the same name: the plugin sends its chain again
+        srv = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 30
+        got = 0
+        while got == 0:
+            assert time.monotonic() < end, "the lane did not reconnect"
+            _, got = c.process(x[:, :256])
+            time.sleep(0.01)
+        assert c.lane.counters.reconnects == 1 and c.lane.epoch == c.header.epoch == 2
+        # and what it answers now is the chain's output again
+        y, got = c.process(x[:, :4096])
+        assert got == 4096 and np.isfinite(y).all()
+        c.close()
+    finally:
+        srv.send_signal(signal.SIGINT)
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+
+
+def test_cli_serve_refuses_a_second_server(name):
+    with BridgeServer(name=name):
+        r = subprocess.run([sys.executable, "-m", "rtengine", "serve", "--name", name,
+                            "--duration", "1"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 1 and "already runs" in r.stderr
+
+
+def test_lane_memory_is_bounds_checked_by_the_layout():
+    seg = ffi.sizeof("rtb_segment")
+    assert seg == ffi.sizeof("rtb_header") + lib.RTB_MAX_LANES * ffi.sizeof("rtb_lane")
+    assert ffi.offsetof("rtb_lane", "in") % 4 == 0
