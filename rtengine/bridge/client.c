@@ -31,9 +31,10 @@ struct rtb_client {
     uint32_t req;
     int32_t channels;
     int32_t latency;                  /* of the dry fallback (the lane's, once running) */
-    float *dly;                       /* channels x dly_len ring for the dry fallback */
-    int32_t dly_len, dly_pos;
-    char *chain;                      /* the chain text last sent, sent again on reconnect */
+    float *dly;                       /* RTB_MAX_CH x RTB_MAX_LATENCY ring for the dry fallback */
+    int32_t dly_len, dly_pos;         /* audio thread's */
+    char *chain;                      /* RTB_STATE_MAX: the chain text last sent, sent again
+                                         on reconnect */
     int32_t chain_len;
     float tmp[RTB_MAX_CH * RTB_MAX_FRAMES];
 };
@@ -97,6 +98,17 @@ rtb_client *rtb_client_open(const char *name, char *err, int32_t errlen)
         close(fd);
         return NULL;
     }
+    c->dly = calloc((size_t)RTB_MAX_CH * RTB_MAX_LATENCY, sizeof(float));
+    c->chain = calloc(RTB_STATE_MAX, 1);
+    if (!c->dly || !c->chain) {
+        free(c->dly);
+        free(c->chain);
+        free(c);
+        munmap(p, sizeof(rtb_segment));
+        close(fd);
+        rtb_err(err, errlen, "out of memory");
+        return NULL;
+    }
     c->seg = seg;
     c->fd = fd;
     c->lane = -1;
@@ -119,18 +131,13 @@ rtb_lane *rtb_client_lane(rtb_client *c)
     return c && c->lane >= 0 ? &c->seg->lanes[c->lane] : NULL;
 }
 
-/* Control thread: size the dry fallback for a latency. */
+/* Control thread: the dry fallback follows the lane's latency.  The ring is
+ * allocated once at open (pages are only touched up to the latency in use);
+ * the audio thread notices the change and clears what it will use. */
 static void rtb_set_latency(rtb_client *c, int32_t latency)
 {
     if (latency < 0 || latency > RTB_MAX_LATENCY) latency = 0;
-    if (latency == c->latency && (c->dly || latency == 0)) return;
-    float *d = latency ? calloc((size_t)RTB_MAX_CH * (size_t)latency, sizeof(float)) : NULL;
-    if (latency && !d) return;
-    free(c->dly);
-    c->dly = d;
-    c->dly_len = latency;
-    c->dly_pos = 0;
-    c->latency = latency;
+    __atomic_store_n(&c->latency, latency, __ATOMIC_RELEASE);
 }
 
 int32_t rtb_client_claim(rtb_client *c, double sample_rate, int32_t max_block,
@@ -215,13 +222,9 @@ int32_t rtb_client_configure(rtb_client *c, const char *chain, int32_t len, int3
         rtb_err(err, errlen, "chain text missing or longer than the bridge's state area");
         return -1;
     }
-    char *copy = malloc((size_t)len + 1);
-    if (!copy) { rtb_err(err, errlen, "out of memory"); return -1; }
-    memcpy(copy, chain, (size_t)len);
-    copy[len] = 0;
-    free(c->chain);
-    c->chain = copy;
-    c->chain_len = len;
+    if (chain != c->chain) memmove(c->chain, chain, (size_t)len);
+    c->chain[len] = 0;
+    __atomic_store_n(&c->chain_len, len, __ATOMIC_RELEASE);
     rtb_lane *l = &c->seg->lanes[c->lane];
     rtb_post_config(c, chain, len);
     uint64_t end = rtb_now_ns() + (uint64_t)timeout_ms * 1000000u;
@@ -274,8 +277,7 @@ int32_t rtb_client_ready(rtb_client *c)
     rtb_lane *l = &c->seg->lanes[c->lane];
     return __atomic_load_n(&c->seg->h.epoch, __ATOMIC_ACQUIRE) == c->epoch &&
            __atomic_load_n(&l->state, __ATOMIC_ACQUIRE) == RTB_READY && l->owner_pid == c->pid && __atomic_load_n(&l->config_ack, __ATOMIC_ACQUIRE) ==
-           c->config_seq && c->config_seq != 0 && l->config_status == 0 &&
-           l->latency == c->latency;
+           c->config_seq && c->config_seq != 0 && l->config_status == 0;
 }
 
 /* Audio thread: one piece of at most RTB_MAX_FRAMES. */
@@ -284,15 +286,22 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
                          int32_t timeout_us)
 {
     const int32_t nch = c->channels;
+    const int32_t want = __atomic_load_n(&c->latency, __ATOMIC_ACQUIRE);
+    if (want != c->dly_len) {                 /* a new latency: start its line silent */
+        for (int32_t ch = 0; ch < RTB_MAX_CH; ch++)
+            memset(c->dly + (int64_t)ch * RTB_MAX_LATENCY, 0, sizeof(float) * (size_t)want);
+        c->dly_len = want;
+        c->dly_pos = 0;
+    }
     /* the dry fallback, delayed by the latency; fed on every call so it stays aligned */
     for (int32_t ch = 0; ch < nch; ch++) {
         const float *x = in[ch] + off;
         float *t = c->tmp + ch * RTB_MAX_FRAMES;
-        if (c->dly_len == 0 || !c->dly) {
+        if (c->dly_len == 0) {
             memcpy(t, x, sizeof(float) * (size_t)n);
             continue;
         }
-        float *d = c->dly + (int64_t)ch * c->dly_len;
+        float *d = c->dly + (int64_t)ch * RTB_MAX_LATENCY;
         int32_t p = c->dly_pos;
         for (int32_t i = 0; i < n; i++) {
             t[i] = d[p];
@@ -305,13 +314,15 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
     if (c->lane >= 0 && rtb_server_alive(c)) {
         rtb_lane *l = &c->seg->lanes[c->lane];
         uint64_t epoch = __atomic_load_n(&c->seg->h.epoch, __ATOMIC_ACQUIRE);
-        if (epoch != c->epoch && l->owner_pid == c->pid && c->chain) {
+        if (epoch != c->epoch && l->owner_pid == c->pid && c->config_seq != 0) {
             /* a new server: send the chain again; dry until it runs */
             c->epoch = epoch;
             l->epoch = epoch;
             l->counters.reconnects++;
             rtb_post_config(c, c->chain, c->chain_len);
         } else if (rtb_client_ready(c)) {
+            int32_t lat = l->latency;
+            if (lat != c->latency) rtb_set_latency(c, lat);   /* e.g. after a reconnect */
             for (int32_t ch = 0; ch < nch; ch++)
                 memcpy(l->in + ch * RTB_MAX_FRAMES, in[ch] + off, sizeof(float) * (size_t)n);
             int32_t k = 0;
