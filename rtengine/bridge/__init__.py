@@ -65,6 +65,7 @@ class _Lane:
         self.engine = engine
         self.keys = keys
         self.old: list[Engine] = []
+        self.swaps0 = 0
 
 
 class BridgeServer:
@@ -248,14 +249,10 @@ class BridgeServer:
         new = _Lane(engine, keys)
         new.par_arrays = (par_index, par_rt)
         if old is not None:
-            end = time.monotonic() + 2.0
-            while lib.rtb_server_swaps_done(self._s, i) == done0 and time.monotonic() < end:
-                time.sleep(0.001)
-            if lib.rtb_server_swaps_done(self._s, i) != done0:
-                for e in [old.engine, *old.old]:
-                    e.close()
-            else:                                  # no request came: the old may still be taken
-                new.old = [old.engine, *old.old]
+            # the lane thread switches at its next request; until it has, the old
+            # engines stay alive (released by _control)
+            new.old = [old.engine, *old.old]
+            new.swaps0 = done0
         self.lanes[i] = new
         lane.config_status = 0
         _text(lane.msg, "", lib.RTB_MSG)
@@ -264,8 +261,15 @@ class BridgeServer:
         lib.rtb_server_wake(self._s, ffi.addressof(lane, "config_ack"))
 
     def _control(self, i: int) -> None:
-        lane, held = self.seg.lanes[i], self.lanes[i]
+        lane = self.seg.lanes[i]
+        if lane.reset_seq != lane.reset_ack:
+            self._reset(i)
+        held = self.lanes[i]
         e = held.engine
+        if held.old and lib.rtb_server_swaps_done(self._s, i) != held.swaps0:
+            for old in held.old:                   # the lane thread has let go of them
+                old.close()
+            held.old = []
         n = lib.rtb_server_take_changes(self._s, i, ffi.cast("int32_t *", self._idx.ctypes.data),
                                         ffi.cast("double *", self._val.ctypes.data),
                                         len(self._idx))
@@ -284,6 +288,43 @@ class BridgeServer:
                 lane.chain_len = len(text)
             lane.state_ack = want
             lib.rtb_server_wake(self._s, ffi.addressof(lane, "state_ack"))
+
+
+    def _reset(self, i: int) -> None:
+        """A fresh engine for the lane (clean processing state) with the values the
+        plugin holds, switched in without a fade."""
+        lane, held = self.seg.lanes[i], self.lanes[i]
+        want = int(lane.reset_seq)
+        e = held.engine
+        chain = e.to_chain()
+        n = max(0, min(int(lane.nset), len(held.keys)))
+        try:
+            fresh = Engine(chain, e.sample_rate, e.block_size, e.channels)
+            for k in range(n):
+                try:
+                    fresh.set(held.keys[k], float(lane.set_values[k]))
+                except RtEngineError:
+                    pass                           # out of range or not a number: keep
+            fresh.reset()
+        except RtEngineError as exc:
+            self.errors.append(f"lane {i}: reset: {exc}")
+            lane.reset_ack = want
+            lib.rtb_server_wake(self._s, ffi.addressof(lane, "reset_ack"))
+            return
+        fresh.start_workers()
+        done0 = lib.rtb_server_swaps_done(self._s, i)
+        par_index, par_rt = held.par_arrays
+        lib.rtb_server_attach(self._s, i, fresh._r, ffi.cast("int32_t *", par_index.ctypes.data),
+                              ffi.cast("uint8_t *", par_rt.ctypes.data), len(held.keys), 0)
+        new = _Lane(fresh, held.keys)
+        new.par_arrays = held.par_arrays
+        new.old = [held.engine, *held.old]
+        new.swaps0 = done0
+        self.lanes[i] = new
+        for k, key in enumerate(held.keys):
+            lane.values[k] = fresh.get(key)
+        lane.reset_ack = want
+        lib.rtb_server_wake(self._s, ffi.addressof(lane, "reset_ack"))
 
 
 class Client:

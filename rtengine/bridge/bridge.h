@@ -29,6 +29,10 @@ int32_t rtb_client_configure(rtb_client *c, const char *chain, int32_t len, int3
 /* Ask for the lane's chain text with every current value; returns its length
  * (copied to dst, at most cap bytes) or -1 on timeout. */
 int32_t rtb_client_get_state(rtb_client *c, char *dst, int32_t cap, int32_t timeout_ms);
+/* Control thread: restart the lane's processing from a clean state (the host
+ * re-activated the plugin), with parameter values plain[0..n-1] in the lane's
+ * table order.  0, or -1 when the server did not answer within timeout_ms. */
+int32_t rtb_client_reset(rtb_client *c, const double *plain, int32_t n, int32_t timeout_ms);
 /* The lane (NULL before a claim): its parameter table, latency and counters. */
 rtb_lane *rtb_client_lane(rtb_client *c);
 /* The mapped segment (for diagnostics). */

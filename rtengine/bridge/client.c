@@ -271,6 +271,24 @@ int32_t rtb_client_get_state(rtb_client *c, char *dst, int32_t cap, int32_t time
     return (int32_t)n;
 }
 
+int32_t rtb_client_reset(rtb_client *c, const double *plain, int32_t n, int32_t timeout_ms)
+{
+    if (!c || c->lane < 0 || n < 0 || n > RTB_MAX_PARAMS || (n && !plain)) return -1;
+    rtb_lane *l = &c->seg->lanes[c->lane];
+    for (int32_t i = 0; i < n; i++) l->set_values[i] = plain[i];
+    l->nset = n;
+    uint32_t want = __atomic_add_fetch(&l->reset_seq, 1, __ATOMIC_ACQ_REL);
+    rtb_wake(&c->seg->h.lanes_seq);
+    uint64_t end = rtb_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        uint32_t ack = __atomic_load_n(&l->reset_ack, __ATOMIC_ACQUIRE);
+        if (ack == want) return 0;
+        uint64_t now = rtb_now_ns();
+        if (now >= end || !rtb_server_alive(c)) return -1;
+        rtb_wait(&l->reset_ack, ack, end - now < 20000000u ? end - now : 20000000u);
+    }
+}
+
 int32_t rtb_client_ready(rtb_client *c)
 {
     if (!c || c->lane < 0 || !rtb_server_alive(c)) return 0;

@@ -57,8 +57,10 @@ typedef struct rtb_param {
     char choices[RTB_MSG];            /* choice names separated by '\n' */
 } rtb_param;
 
+#define RTB_CHANGE_JUMP 2147483648    /* index flag: set the value without a ramp */
+
 typedef struct rtb_change {
-    uint32_t index;                   /* into the lane's parameter table */
+    uint32_t index;                   /* into the lane's parameter table (| RTB_CHANGE_JUMP) */
     int32_t offset;                   /* sample offset in the request, 0..nframes-1 */
     double value;                     /* plain value */
 } rtb_change;
@@ -101,6 +103,12 @@ typedef struct rtb_lane {
     char chain[RTB_STATE_MAX];        /* chain text: in from the plugin, out from the server */
     uint32_t state_seq;               /* plugin bumps to ask for the current chain text */
     uint32_t state_ack;
+    /* reset (the host re-activates the plugin): a fresh engine with these values */
+    uint32_t reset_seq;               /* futex: plugin bumps after writing set_values */
+    uint32_t reset_ack;
+    int32_t nset;                     /* entries of set_values to apply (0..nparams) */
+    int32_t reserved1;
+    double set_values[RTB_MAX_PARAMS];
     /* processing */
     uint32_t req_seq;                 /* futex: plugin bumps once a request is written */
     uint32_t resp_seq;                /* futex: server sets to req_seq when answered */

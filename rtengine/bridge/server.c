@@ -154,16 +154,23 @@ void rtb_server_wake(rtb_server *s, uint32_t *word)
 static void rtb_apply(rtb_lane_rt *lr, rtb_lane *l, const rtb_change *c, rt_runner *r)
 {
     const rtb_map *m = lr->map;
-    if (!m || c->index >= (uint32_t)m->n) { l->counters.rejected++; return; }
+    const uint32_t k = c->index & ~(uint32_t)RTB_CHANGE_JUMP;
+    const int jump = (c->index & (uint32_t)RTB_CHANGE_JUMP) != 0;
+    if (!m || k >= (uint32_t)m->n) { l->counters.rejected++; return; }
     double v = c->value;
     if (!isfinite(v)) { l->counters.rejected++; return; }
-    uint32_t k = c->index;
     if (v < m->lo[k]) v = m->lo[k];
     if (v > m->hi[k]) v = m->hi[k];
     if (m->steps[k] > 0) v = nearbyint(v);
     if (m->rt[k]) {
-        if (m->index[k] >= 0 && m->index[k] < r->npar)
-            r->targets[m->index[k]] = (float)v;   /* ramped by the runner from here */
+        const int32_t j = m->index[k];
+        if (j < 0 || j >= r->npar) return;
+        r->targets[j] = (float)v;             /* ramped by the runner from here */
+        if (jump) {                           /* this thread runs the runner: settle it */
+            r->cur[j] = r->last_target[j] = (float)v;
+            r->remaining[j] = 0;
+            r->lane_fill[j] = 0;
+        }
         return;
     }
     uint32_t h = lr->head, t = __atomic_load_n(&lr->tail, __ATOMIC_ACQUIRE);
