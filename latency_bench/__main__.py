@@ -18,6 +18,9 @@ BENCHMARKS = {
     "jack": ("latency_bench.jack",
              "the reference chain as a JACK client at 64 and 128 frames, with and without a "
              "GIL-hogging thread, vs a C pass-through client"),
+    "bridge": ("latency_bench.bridge",
+               "per-block round trip through the DAW bridge (plugin client -> engine "
+               "process -> back) at 32..512 frames, vs the same chain in-process"),
 }
 
 

@@ -158,6 +158,18 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+def _cmd_vst3(args) -> int:
+    from . import vst3
+    if args.vst3_cmd == "build":
+        bundle = vst3.build(args.out)
+    else:
+        bundle = vst3.install(args.dest)
+    print(bundle)
+    print(f"rtengine: built {bundle}; it talks to 'rtengine serve' (set RTENGINE_BRIDGE in the "
+          "DAW's environment to use a server --name other than 'default')", file=sys.stderr)
+    return 0
+
+
 def _cmd_midi_list(args) -> int:
     from .backends.jack import JackError, Peer
     try:
@@ -300,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder whose pyo patches DAW projects may name (repeatable)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("vst3", help="build or install the rtengine VST3 plugin")
+    vsub = p.add_subparsers(dest="vst3_cmd", required=True)
+    q = vsub.add_parser("build", help="compile rtengine.vst3 into a folder")
+    q.add_argument("--out", default=".", help="folder for rtengine.vst3 (default: here)")
+    q.set_defaults(func=_cmd_vst3)
+    q = vsub.add_parser("install", help="build rtengine.vst3 into ~/.vst3 (or --dest)")
+    q.add_argument("--dest", default=None, help="VST3 folder (default ~/.vst3)")
+    q.set_defaults(func=_cmd_vst3)
     p = sub.add_parser("status", help="statistics of running engines")
     p.add_argument("--name", default=None, help="only the engine with this client name")
     p.add_argument("--json", action="store_true", help="one JSON object per engine")

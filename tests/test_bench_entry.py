@@ -54,3 +54,18 @@ def test_jack_quick(tmp_path):
             assert r["cycles"] > 0.5 * 2.0 * 48000 / int(period)
             assert 0 < r["callback_us_median"] <= r["callback_us_p99"] <= r["callback_us_max"]
     assert set(report["xruns_added_with_hog"]) == {"64", "128"}
+
+
+def test_bridge_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "latency_bench", "bridge", "--quick",
+                           "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((tmp_path / "bridge.json").read_text())
+    assert set(report["results"]) == {"32", "64", "128", "512"}
+    for n, r in report["results"].items():
+        for side in ("bridge", "in_process"):
+            s = r[side]
+            assert 0 < s["median_us"] <= s["p99_us"] <= s["max_us"], (n, side)
+        assert r["frames_not_processed_by_engine"] == 0
+        assert r["bridge"]["median_us"] > r["in_process"]["median_us"]

@@ -182,3 +182,21 @@ def test_the_engine_dies_and_comes_back(bundle, tmp_path):
         Path(f"/dev/shm/rtengine-{os.getuid()}-{name}").unlink(missing_ok=True)
         if old is not None:
             os.environ["RTENGINE_BRIDGE"] = old
+
+
+def test_cli_builds_and_installs_the_bundle(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rtengine", "vst3", "build", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    so = tmp_path / "rtengine.vst3" / "Contents" / f"{vst3.bundle_arch()}-linux" / "rtengine.so"
+    assert so.exists()
+    syms = subprocess.run(["nm", "-D", "--defined-only", str(so)], capture_output=True,
+                          text=True).stdout
+    exported = sorted(ln.split()[-1] for ln in syms.splitlines() if " T " in ln)
+    assert exported == ["GetPluginFactory", "ModuleEntry", "ModuleExit"]
+    home = tmp_path / "home"
+    r = subprocess.run([sys.executable, "-m", "rtengine", "vst3", "install"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, HOME=str(home)))
+    assert r.returncode == 0, r.stderr
+    assert (home / ".vst3" / "rtengine.vst3" / "Contents").is_dir()

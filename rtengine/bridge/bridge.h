@@ -47,6 +47,11 @@ int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *
                            int32_t nframes, const rtb_change *changes, int32_t nchanges,
                            int32_t timeout_us);
 
+/* Benchmark: nblocks calls of rtb_client_process on the same buffers, the
+ * duration of each in us[] (microseconds).  Returns frames the engine processed. */
+int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,
+                               int32_t nframes, int32_t nblocks, int32_t timeout_us, float *us);
+
 /* ---- the engine's end --------------------------------------------------------- */
 typedef struct rtb_server rtb_server;
 

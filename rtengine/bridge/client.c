@@ -397,3 +397,15 @@ int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *
     }
     return engine;
 }
+
+int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,
+                               int32_t nframes, int32_t nblocks, int32_t timeout_us, float *us)
+{
+    int64_t engine = 0;
+    for (int32_t b = 0; b < nblocks; b++) {
+        uint64_t t0 = rtb_now_ns();
+        engine += rtb_client_process(c, in, out, nframes, NULL, 0, timeout_us);
+        us[b] = (float)((double)(rtb_now_ns() - t0) * 1e-3);
+    }
+    return engine;
+}

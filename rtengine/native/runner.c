@@ -232,3 +232,13 @@ int rt_runner_run_on_thread(rt_runner *r, float *io, int32_t stride,
     if (elapsed_ns) *elapsed_ns = job.elapsed_ns;
     return err;
 }
+
+void rt_runner_time_blocks(rt_runner *r, float *io, int32_t stride, int32_t nframes,
+                           int32_t nblocks, float *us)
+{
+    for (int32_t b = 0; b < nblocks; b++) {
+        uint64_t t0 = rt_now_ns();
+        rt_runner_process(r, io, stride, nframes);
+        us[b] = (float)((double)(rt_now_ns() - t0) * 1e-3);
+    }
+}

@@ -80,4 +80,9 @@ int rt_blob_publish(rt_runner *r, int32_t idx, const double *src, int32_t n);
 int rt_runner_run_on_thread(rt_runner *r, float *io, int32_t stride,
                             int32_t nframes, int32_t nblocks, uint64_t *elapsed_ns);
 
+/* Benchmark: run nblocks blocks of nframes in place on io (the same frames each
+ * time), the duration of each in us[] (microseconds). */
+void rt_runner_time_blocks(rt_runner *r, float *io, int32_t stride, int32_t nframes,
+                           int32_t nblocks, float *us);
+
 #endif
