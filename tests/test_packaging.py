@@ -29,7 +29,9 @@ def test_wheel_contains_compiled_kernels_and_data(wheel):
     for needed in ("rtengine/chains/demo.toml", "kernels/c/rtk.h", "rtengine/native/runner.h",
                    "latency_bench/chains/reference.toml", "plugins/eq.py",
                    "rtengine/native/worker.h", "rtengine/patches/reverb.py",
-                   "plugins/pyopatch.py"):
+                   "plugins/pyopatch.py", "rtengine/bridge/protocol.h",
+                   "rtengine/bridge/client.c", "rtengine/vst3/plugin.c",
+                   "latency_bench/bridge.py"):
         assert needed in names, f"{needed} missing from the wheel"
     meta = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(meta[0]).decode()
