@@ -191,8 +191,7 @@ def _virtual_device(args):
         raise RtEngineError("--virtual-device runs the engine through PipeWire's JACK "
                             "interface; it does not combine with --backend portaudio")
     rate = int(args.rate or 48000)
-    # a request, not a force: the graph may change rate or quantum later (followed)
-    os.environ.setdefault("PIPEWIRE_LATENCY", f"{args.block_size}/{rate}")
+    os.environ.setdefault("PIPEWIRE_QUANTUM", f"{args.block_size}/{rate}")
     load_library(pipewire_libjack())
     return VirtualDevice(args.name, args.channels, rate)
 

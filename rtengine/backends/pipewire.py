@@ -92,7 +92,7 @@ class VirtualDevice:
                                 (self.source_node, self.source, "Audio/Source/Virtual")):
             self._send(f'create-node adapter {{ factory.name=support.null-audio-sink '
                        f'node.name={node} node.description="{desc}" media.class={cls} '
-                       f'audio.position=[{pos}] '
+                       f'audio.position=[{pos}] audio.rate={int(rate)} '
                        f'monitor.channel-volumes=false }}')
         self._wait_nodes()
 
