@@ -294,8 +294,8 @@ class Engine:
                     v = st.processor.values[p.id]
                 vals[p.id] = p.choices[int(round(v))] if p.choices else \
                     (bool(v >= 0.5) if p.toggle else v)
-            opts = {o.id: st.processor.opts[o.id] for o in st.processor.options
-                    if st.processor.opts[o.id] != o.default}
+            now = st.processor.current_options()
+            opts = {o.id: now[o.id] for o in st.processor.options if now[o.id] != o.default}
             specs.append(StageSpec(st.plugin, st.name, vals, st.processor.impl,
                                    self.get(f"{st.name}.bypass") >= 0.5, opts))
         return Chain(specs, self.chain.source)

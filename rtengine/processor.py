@@ -120,6 +120,11 @@ class Processor:
         raise ParameterError(f"plugin {self.name!r} has no parameter {pid!r}; its parameters "
                              f"are: {', '.join(p.id for p in self.params) or 'none'}")
 
+    def current_options(self) -> dict[str, Any]:
+        """The options as a chain file should save them now (a hosted plugin's
+        state may have changed since construction)."""
+        return dict(self.opts)
+
     @classmethod
     def check_options(cls, given: Mapping[str, Any], where: str = "",
                       base: Path | None = None) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
         "import numpy as np, rtengine, kernels, sys\n"
         f"assert rtengine.__file__.startswith({str(target)!r}), rtengine.__file__\n"
         f"assert kernels.__file__.startswith({str(target)!r}), kernels.__file__\n"
-        "assert sorted(rtengine.plugins()) == ['compressor', 'eq', 'gain', 'limiter', 'pyo']\n"
+        "assert sorted(rtengine.plugins()) == ['compressor', 'eq', 'gain', 'limiter', 'pyo', 'vst3']\n"
         "patch = rtengine.__file__.replace('__init__.py', 'patches/reverb.py')\n"
         "e = rtengine.Engine([('eq', {'band1_on': True}), ('limiter', {}),\n"
         "                     {'plugin': 'pyo', 'options': {'patch': patch}}], 44100, 64, 2)\n"
