@@ -200,3 +200,12 @@ def test_cli_builds_and_installs_the_bundle(tmp_path):
                        env=dict(os.environ, HOME=str(home)))
     assert r.returncode == 0, r.stderr
     assert (home / ".vst3" / "rtengine.vst3" / "Contents").is_dir()
+
+
+def test_a_mono_track(bundle, server):
+    p = pedalboard.load_plugin(bundle)
+    x = music_like(1, SR // 2)
+    y = p.process(x, SR, buffer_size=256)
+    assert y.shape == x.shape
+    ref = rtengine.Engine(CHAIN, SR, 512, 1).render(x)
+    assert np.abs(y - ref).max() <= 1e-6
