@@ -13,7 +13,7 @@ ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(gcc python3-dev python3-venv libsndfile1 jackd2 libjack-jackd2-dev libportaudio2 libfftw3-dev
               pipewire pipewire-bin pipewire-jack pipewire-pulse wireplumber dbus pulseaudio-utils
-              zam-plugins)
+              zam-plugins ardour)
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 

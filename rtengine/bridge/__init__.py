@@ -75,7 +75,9 @@ class BridgeServer:
 
     def __init__(self, chain=None, name: str = "default", patch_dirs=(), fade_ms: float = 10.0,
                  poll_s: float = 0.002):
-        if chain is not None and not isinstance(chain, Chain):
+        if isinstance(chain, (list, tuple)):
+            chain = Chain.from_list(chain)
+        elif chain is not None and not isinstance(chain, Chain):
             chain = Chain.load(chain)
         self.default_chain = chain
         self.name = name

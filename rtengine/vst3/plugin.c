@@ -364,6 +364,11 @@ static tresult terminate_common(Plugin *pl)
     rtb_client *c = pl->client;
     __atomic_store_n(&pl->client, NULL, __ATOMIC_RELEASE);
     if (c) rtb_client_close(c);
+    /* as the SDK's controller does: the host's handler is released at terminate
+     * (some hosts free it right after, before releasing the plugin) */
+    IComponentHandler *h = pl->handler;
+    pl->handler = NULL;
+    if (h) h->v->u.release(h);
     return kResultOk;
 }
 
