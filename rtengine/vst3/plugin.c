@@ -157,6 +157,7 @@ typedef struct Plugin {
     double sample_rate;
     int32_t max_block, channels, process_mode, active;
     int32_t fresh;                    /* activated since the last processed block */
+    int32_t pending_restart;          /* restartComponent flags not yet announced */
     int32_t latency;                  /* reported to the host */
     int32_t nparams;
     rtb_param params[RTB_MAX_PARAMS]; /* the lane's table, copied on (re)configuration */
@@ -266,9 +267,13 @@ static int connect_and_configure(Plugin *pl, int keep, char *err, int errlen)
     take_table(pl, l, keep);
     pl->latency = l->latency;
     __atomic_store_n(&pl->client, c, __ATOMIC_RELEASE);
+    /* restartComponent is for the host's main thread: this runs in set-up calls
+     * and on the manager thread, so the change is announced at the next state
+     * call instead (hosts read the latency again after set-up anyway) */
     int flags = kParamValuesChanged;
     if (pl->latency != old_latency) flags |= kLatencyChanged;
-    if (old_n != pl->nparams || old_latency != pl->latency) restart(pl, flags);
+    if (old_n != pl->nparams || old_latency != pl->latency)
+        __atomic_or_fetch(&pl->pending_restart, flags, __ATOMIC_ACQ_REL);
     return 0;
 }
 
@@ -403,9 +408,16 @@ static int stream_write_all(IBStream *st, const void *src, int32_t n)
 }
 
 /* The blob: magic, version, length, then the chain text (TOML with every value). */
+static void announce(Plugin *pl, int32_t more)
+{
+    int32_t flags = __atomic_exchange_n(&pl->pending_restart, 0, __ATOMIC_ACQ_REL) | more;
+    if (flags) restart(pl, flags);
+}
+
 static tresult get_state(Plugin *pl, IBStream *st)
 {
     if (!st) return kInvalidArgument;
+    announce(pl, 0);
     pthread_mutex_lock(&pl->lock);
     rtb_client *c = pl->client;
     if (c && rtb_client_ready(c)) {
@@ -461,7 +473,7 @@ static tresult set_state(Plugin *pl, IBStream *st)
             int old_latency = pl->latency;
             take_table(pl, rtb_client_lane(c), 0);
             pl->latency = rtb_client_lane(c)->latency;
-            restart(pl, kParamValuesChanged | (old_latency != pl->latency ? kLatencyChanged : 0));
+            announce(pl, kParamValuesChanged | (old_latency != pl->latency ? kLatencyChanged : 0));
         }
     }
     pthread_mutex_unlock(&pl->lock);
