@@ -158,6 +158,7 @@ typedef struct Plugin {
     int32_t max_block, channels, process_mode, active;
     int32_t fresh;                    /* activated since the last processed block */
     int32_t pending_restart;          /* restartComponent flags not yet announced */
+    int32_t in_process;               /* process() calls running now */
     int32_t latency;                  /* reported to the host */
     int32_t nparams;
     rtb_param params[RTB_MAX_PARAMS]; /* the lane's table, copied on (re)configuration */
@@ -367,7 +368,11 @@ static tresult terminate_common(Plugin *pl)
         pl->manager_running = 0;
     }
     rtb_client *c = pl->client;
-    __atomic_store_n(&pl->client, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&pl->client, NULL, __ATOMIC_SEQ_CST);
+    /* a host may still be inside process() on its audio thread: let it leave
+     * before the client's memory goes (it finishes within its timeout) */
+    for (int i = 0; i < 5000 && __atomic_load_n(&pl->in_process, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
     if (c) rtb_client_close(c);
     /* as the SDK's controller does: the host's handler is released at terminate
      * (some hosts free it right after, before releasing the plugin) */
@@ -602,9 +607,19 @@ static int cmp_change(const void *a, const void *b)
     return ((const rtb_change *)a)->offset - ((const rtb_change *)b)->offset;
 }
 
+static tresult process_block(Plugin *pl, ProcessData *d);
+
 static tresult API proc_process(void *s, ProcessData *d)
 {
     Plugin *pl = FROM(vt_processor, s);
+    __atomic_add_fetch(&pl->in_process, 1, __ATOMIC_SEQ_CST);
+    tresult r = process_block(pl, d);
+    __atomic_sub_fetch(&pl->in_process, 1, __ATOMIC_SEQ_CST);
+    return r;
+}
+
+static tresult process_block(Plugin *pl, ProcessData *d)
+{
     if (!d) return kInvalidArgument;
     const int32_t n = d->numSamples;
     int nchg = 0;
