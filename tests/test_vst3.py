@@ -209,3 +209,70 @@ def test_a_mono_track(bundle, server):
     assert y.shape == x.shape
     ref = rtengine.Engine(CHAIN, SR, 512, 1).render(x)
     assert np.abs(y - ref).max() <= 1e-6
+
+
+# JUCE keeps a VST3 plugin's state as "VC2!", a size, and XML holding the
+# component state in JUCE's own base64 (size "." then 6-bit digits from this
+# alphabet, least significant bits first).  The helpers below edit the rtengine
+# blob inside it, as a damaged or hand-edited project file would.
+JUCE64 = ".ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+"
+
+
+def _juce_decode(text: str) -> bytes:
+    size, _, digits = text.partition(".")
+    value = sum(JUCE64.index(ch) << (6 * i) for i, ch in enumerate(digits))
+    return value.to_bytes(int(size), "little")
+
+
+def _juce_encode(data: bytes) -> str:
+    value = int.from_bytes(data, "little")
+    n = (len(data) * 8 + 5) // 6
+    return f"{len(data)}." + "".join(JUCE64[(value >> (6 * i)) & 63] for i in range(n))
+
+
+def _component_blob(raw: bytes) -> bytes:
+    import re
+    return _juce_decode(re.search(r"<IComponent>([^<]*)</IComponent>", raw[8:].decode()).group(1))
+
+
+def _with_component_state(raw: bytes, edit) -> bytes:
+    import re
+    xml = raw[8:].decode()
+    m = re.search(r"<IComponent>([^<]*)</IComponent>", xml)
+    blob = edit(_juce_decode(m.group(1)))
+    xml = xml[:m.start(1)] + _juce_encode(blob) + xml[m.end(1):]
+    body = xml.encode()
+    return raw[:4] + len(body).to_bytes(4, "little") + body
+
+
+def test_truncated_or_foreign_state_is_refused(bundle, server):
+    import struct
+    p = pedalboard.load_plugin(bundle)
+    p.compressor_threshold_db = -30.0
+    p.process(np.zeros((2, 512), np.float32), SR, buffer_size=512)
+    good = p.raw_state
+    assert _juce_decode(_juce_encode(b"\x01\x02\x03rtengine")) == b"\x01\x02\x03rtengine"
+    assert _with_component_state(good, lambda b: b)[8:] == good[8:]
+    magic, version, size = struct.unpack("<III", _component_blob(good)[:12])
+    assert magic == 0x56455452 and version == 1          # "RTEV", then the chain text
+    assert b"threshold_db = -30.0" in _component_blob(good)
+    p.compressor_threshold_db = -45.0
+    p.process(np.zeros((2, 512), np.float32), SR, buffer_size=512)
+    bad_states = [
+        _with_component_state(good, lambda b: b[:12 + size // 2]),           # truncated
+        _with_component_state(good, lambda b: b[:4] + struct.pack("<I", 99) + b[8:]),  # version
+        _with_component_state(good, lambda b: b"XXXX" + b[4:]),              # not ours
+        _with_component_state(good, lambda b: b[:12] + b"[[stage]\nnot toml"),  # bad chain
+    ]
+    for bad in bad_states:
+        try:
+            p.raw_state = bad
+        except Exception:
+            pass
+        # refused: the running chain and its values stay
+        assert p.compressor_threshold_db == pytest.approx(-45.0)
+    x = music_like(2, SR // 4)
+    y = p.process(x, SR, buffer_size=512)
+    assert np.abs(y - render(x, **{"compressor.threshold_db": -45.0})).max() <= 1e-6
+    p.raw_state = good                                 # and a good one still restores
+    assert p.compressor_threshold_db == pytest.approx(-30.0)
