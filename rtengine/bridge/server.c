@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ typedef struct rtb_lane_rt {
     pthread_t th;
     int32_t running;
     int32_t stop;
+    int32_t realtime;                 /* 1 when the lane thread got SCHED_FIFO */
     rt_xfade x;
     rtb_map maps[2];                  /* the playing chain's and the next one's */
     rtb_map *map;                     /* lane thread's */
@@ -223,6 +225,13 @@ static void *rtb_lane_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);      /* signals go to the control thread */
+    /* real-time scheduling where the user may have it (audio group, rtprio):
+     * the lane answers a DAW's audio thread, which runs real-time too */
+    struct sched_param sp = {.sched_priority = 70};
+    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) != 0)
+        __atomic_store_n(&lr->realtime, 0, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n(&lr->realtime, 1, __ATOMIC_RELAXED);
     while (!__atomic_load_n(&lr->stop, __ATOMIC_ACQUIRE)) {
         uint32_t req = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
         if (req == last) {
