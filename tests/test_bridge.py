@@ -263,3 +263,13 @@ def test_lane_memory_is_bounds_checked_by_the_layout():
     seg = ffi.sizeof("rtb_segment")
     assert seg == ffi.sizeof("rtb_header") + lib.RTB_MAX_LANES * ffi.sizeof("rtb_lane")
     assert ffi.offsetof("rtb_lane", "in") % 4 == 0
+
+
+def test_a_hosted_vst3_in_a_lane_must_come_from_a_vst3_folder(name, tmp_path):
+    fake = tmp_path / "Evil.vst3"
+    fake.mkdir()
+    text = f'[[stage]]\nplugin = "vst3"\n[stage.options]\nbundle = "{fake}"\n'
+    with BridgeServer(name=name), Client(name) as c:
+        c.claim(SR, 128, 2)
+        with pytest.raises(BridgeError, match="not in a VST3 folder"):
+            c.configure(text)

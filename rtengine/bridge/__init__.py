@@ -25,6 +25,7 @@ from ..errors import RtEngineError
 from ..params import BYPASS
 
 ERRLEN = 1024
+VST3_DIRS = (Path.home() / ".vst3", Path("/usr/lib/vst3"), Path("/usr/local/lib/vst3"))
 
 
 class BridgeError(RtEngineError):
@@ -183,6 +184,14 @@ class BridgeServer:
             return self.default_chain
         chain = Chain.from_toml(text, source=f"chain from the DAW (lane {i})")
         for st in chain.stages:
+            bundle = st.options.get("bundle")
+            if bundle is not None:              # a hosted VST3 is code too
+                path = Path(bundle).expanduser().resolve()
+                allowed = [d.resolve() for d in VST3_DIRS] + self.patch_dirs
+                if not path.is_absolute() or not any(path.is_relative_to(d) for d in allowed):
+                    raise BridgeError(f"stage {st.name!r}: the VST3 bundle {bundle} named by a "
+                                      "DAW project is not in a VST3 folder (~/.vst3, "
+                                      "/usr/lib/vst3, /usr/local/lib/vst3) or a --patch-dir")
             patch = st.options.get("patch")
             if patch is None:
                 continue
