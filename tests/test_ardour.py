@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from rtengine import vst3
+from rtengine._runner import lib
 from rtengine.bridge import BridgeServer
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +57,7 @@ def test_an_ardour_session_exports_audio_processed_by_the_engine(tmp_path):
                     break
                 aborted += 1
         print(f"Ardour runs that aborted before exporting: {aborted}")
-        requests = sum(srv.seg.lanes[i].counters.requests for i in range(32))
+        requests = sum(srv.seg.lanes[i].counters.requests for i in range(lib.RTB_MAX_LANES))
     log = "\n".join(r.stdout[-2000:] + r.stderr[-2000:] for r in runs.values())
     # judged by the exported files (VST3.md: Ardour's luasession may crash at
     # teardown after an export, with its own plugins too)

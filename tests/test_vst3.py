@@ -276,3 +276,19 @@ def test_truncated_or_foreign_state_is_refused(bundle, server):
     assert np.abs(y - render(x, **{"compressor.threshold_db": -45.0})).max() <= 1e-6
     p.raw_state = good                                 # and a good one still restores
     assert p.compressor_threshold_db == pytest.approx(-30.0)
+
+
+def test_many_instances_at_once(bundle, server):
+    """Sixteen tracks loaded at once, each rtengine at its own threshold (its own
+    lane and chain), processed in turn, twice."""
+    plugins, xs, refs = [], [], []
+    for k in range(16):
+        p = pedalboard.load_plugin(bundle)
+        p.compressor_threshold_db = -60.0 + 15.0 * (k % 4)        # exact normalized values
+        plugins.append(p)
+        xs.append(music_like(2, SR // 8, seed=10 + k))
+        refs.append(render(xs[-1], **{"compressor.threshold_db": -60.0 + 15.0 * (k % 4)}))
+    for _ in range(2):
+        for k, p in enumerate(plugins):
+            y = p.process(xs[k], SR, buffer_size=512)
+            assert np.abs(y - refs[k]).max() <= 1e-6, f"instance {k}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +74,7 @@ class BridgeServer:
     project may use a pyo patch only from one of ``patch_dirs``."""
 
     def __init__(self, chain=None, name: str = "default", patch_dirs=(), fade_ms: float = 10.0,
-                 poll_s: float = 0.002):
+                 poll_s: float = 0.02):
         if isinstance(chain, (list, tuple)):
             chain = Chain.from_list(chain)
         elif chain is not None and not isinstance(chain, Chain):
@@ -104,9 +103,12 @@ class BridgeServer:
         return self
 
     def _run(self) -> None:
+        seq = 0
         while not self._stop.is_set():
             self.poll()
-            time.sleep(self.poll_s)
+            # until a plugin asks for something (claim, chain, state, reset, a
+            # designed parameter), or the heartbeat and liveness checks are due
+            seq = lib.rtb_server_wait(self._s, seq, int(self.poll_s * 1000))
 
     def close(self) -> None:
         self._stop.set()

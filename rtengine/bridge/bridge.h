@@ -73,6 +73,9 @@ void rtb_server_detach(rtb_server *s, int32_t lane);
  * coefficients): (index, value) pairs, up to max; returns how many. */
 int32_t rtb_server_take_changes(rtb_server *s, int32_t lane, int32_t *index, double *value,
                                 int32_t max);
+/* Control side: sleep (without the GIL) until a plugin asks for something or
+ * timeout_ms passes; returns the request counter to pass next time. */
+uint32_t rtb_server_wait(rtb_server *s, uint32_t last, int32_t timeout_ms);
 /* Wake lane i's configuration waiter (after config_ack/state_ack were set). */
 void rtb_server_wake(rtb_server *s, uint32_t *word);
 

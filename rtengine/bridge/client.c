@@ -116,6 +116,13 @@ rtb_client *rtb_client_open(const char *name, char *err, int32_t errlen)
     return c;
 }
 
+/* Tell the server's control side that a lane asks for something. */
+static void rtb_notify(rtb_client *c)
+{
+    __atomic_add_fetch(&c->seg->h.lanes_seq, 1, __ATOMIC_RELEASE);
+    rtb_wake(&c->seg->h.lanes_seq);
+}
+
 static int rtb_server_alive(const rtb_client *c)
 {
     const rtb_header *h = &c->seg->h;
@@ -159,7 +166,7 @@ int32_t rtb_client_claim(rtb_client *c, double sample_rate, int32_t max_block,
             }
         }
         if (c->lane < 0) {
-            rtb_err(err, errlen, "every bridge lane is taken (32 plugin instances per server)");
+            rtb_err(err, errlen, "every bridge lane is taken (128 plugin instances per server)");
             return -1;
         }
     }
@@ -172,8 +179,7 @@ int32_t rtb_client_claim(rtb_client *c, double sample_rate, int32_t max_block,
     c->channels = channels;
     c->epoch = l->epoch;
     c->req = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
-    __atomic_add_fetch(&c->seg->h.lanes_seq, 1, __ATOMIC_RELEASE);
-    rtb_wake(&c->seg->h.lanes_seq);
+    rtb_notify(c);
     return c->lane;
 }
 
@@ -184,8 +190,7 @@ void rtb_client_release(rtb_client *c)
     if (l->owner_pid == c->pid) {
         l->owner_pid = 0;
         __atomic_store_n(&l->state, RTB_FREE, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&c->seg->h.lanes_seq, 1, __ATOMIC_RELEASE);
-        rtb_wake(&c->seg->h.lanes_seq);
+        rtb_notify(c);
     }
     c->lane = -1;
 }
@@ -210,7 +215,7 @@ static int rtb_post_config(rtb_client *c, const char *chain, int32_t len)
     l->chain[len] = 0;
     l->chain_len = (uint32_t)len;
     c->config_seq = __atomic_add_fetch(&l->config_seq, 1, __ATOMIC_ACQ_REL);
-    rtb_wake(&c->seg->h.lanes_seq);
+    rtb_notify(c);
     return 0;
 }
 
@@ -255,7 +260,7 @@ int32_t rtb_client_get_state(rtb_client *c, char *dst, int32_t cap, int32_t time
     if (!c || c->lane < 0 || !dst || cap <= 0) return -1;
     rtb_lane *l = &c->seg->lanes[c->lane];
     uint32_t want = __atomic_add_fetch(&l->state_seq, 1, __ATOMIC_ACQ_REL);
-    rtb_wake(&c->seg->h.lanes_seq);
+    rtb_notify(c);
     uint64_t end = rtb_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         uint32_t ack = __atomic_load_n(&l->state_ack, __ATOMIC_ACQUIRE);
@@ -278,7 +283,7 @@ int32_t rtb_client_reset(rtb_client *c, const double *plain, int32_t n, int32_t 
     for (int32_t i = 0; i < n; i++) l->set_values[i] = plain[i];
     l->nset = n;
     uint32_t want = __atomic_add_fetch(&l->reset_seq, 1, __ATOMIC_ACQ_REL);
-    rtb_wake(&c->seg->h.lanes_seq);
+    rtb_notify(c);
     uint64_t end = rtb_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         uint32_t ack = __atomic_load_n(&l->reset_ack, __ATOMIC_ACQUIRE);

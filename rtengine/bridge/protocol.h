@@ -24,7 +24,7 @@
 
 #define RTB_MAGIC 1381253703          /* 'RTBG' */
 #define RTB_VERSION 1
-#define RTB_MAX_LANES 32
+#define RTB_MAX_LANES 128
 #define RTB_MAX_CH 2                  /* mono or stereo lanes */
 #define RTB_MAX_FRAMES 4096           /* per request; the plugin splits longer blocks */
 #define RTB_MAX_PARAMS 512

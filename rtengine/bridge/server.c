@@ -145,6 +145,15 @@ void rtb_server_heartbeat(rtb_server *s)
     if (s) __atomic_store_n(&s->seg->h.heartbeat_ns, rtb_now_ns(), __ATOMIC_RELEASE);
 }
 
+uint32_t rtb_server_wait(rtb_server *s, uint32_t last, int32_t timeout_ms)
+{
+    if (!s) return last;
+    uint32_t now = __atomic_load_n(&s->seg->h.lanes_seq, __ATOMIC_ACQUIRE);
+    if (now == last && timeout_ms > 0)
+        rtb_wait(&s->seg->h.lanes_seq, last, (uint64_t)timeout_ms * 1000000u);
+    return __atomic_load_n(&s->seg->h.lanes_seq, __ATOMIC_ACQUIRE);
+}
+
 void rtb_server_wake(rtb_server *s, uint32_t *word)
 {
     (void)s;
@@ -180,6 +189,9 @@ static void rtb_apply(rtb_lane_rt *lr, rtb_lane *l, const rtb_change *c, rt_runn
     lr->ring[h & (RTB_RING - 1)].index = (int32_t)k;
     lr->ring[h & (RTB_RING - 1)].value = v;
     __atomic_store_n(&lr->head, h + 1, __ATOMIC_RELEASE);
+    rtb_segment *seg = lr->srv->seg;                 /* wake the control side (never blocks) */
+    __atomic_add_fetch(&seg->h.lanes_seq, 1, __ATOMIC_RELEASE);
+    rtb_wake(&seg->h.lanes_seq);
 }
 
 static void rtb_serve_one(rtb_lane_rt *lr, rtb_lane *l)
