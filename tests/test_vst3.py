@@ -292,3 +292,18 @@ def test_many_instances_at_once(bundle, server):
         for k, p in enumerate(plugins):
             y = p.process(xs[k], SR, buffer_size=512)
             assert np.abs(y - refs[k]).max() <= 1e-6, f"instance {k}"
+
+
+def test_host_calls_pedalboard_does_not_make(bundle, server, tmp_path):
+    """A small C host (tests/vst3_harness.c): a 0-sample flush with no buffers,
+    64-bit requests, no input bus, and raw state blobs (truncated, other
+    version, foreign, empty, good)."""
+    exe = tmp_path / "harness"
+    r = subprocess.run(["gcc", "-O1", "-std=gnu11", "-Wall", "-o", str(exe),
+                        str(ROOT / "tests" / "vst3_harness.c"), "-ldl", "-lm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    so = next(Path(bundle).glob("Contents/*/rtengine.so"))
+    r = subprocess.run([str(exe), str(so)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ALL OK" in r.stdout, r.stdout + r.stderr
+    assert "refusing a truncated state" in r.stderr
