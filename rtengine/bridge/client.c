@@ -11,6 +11,7 @@
 #include "shm.h"
 
 #define RTB_MAX_LATENCY (1 << 20)
+#define RTB_SPIN_NS 60000u            /* spin this long for an answer before sleeping */
 
 static inline void rtb_pause(void)
 {
@@ -362,14 +363,16 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
             l->channels = nch;
             uint32_t req = __atomic_add_fetch(&l->req_seq, 1, __ATOMIC_ACQ_REL);
             rtb_wake(&l->req_seq);
-            uint64_t end = rtb_now_ns() + (uint64_t)timeout_us * 1000u;
-            int spins = 0;
+            const uint64_t start = rtb_now_ns();
+            const uint64_t end = start + (uint64_t)timeout_us * 1000u;
             for (;;) {
                 uint32_t resp = __atomic_load_n(&l->resp_seq, __ATOMIC_ACQUIRE);
                 if (resp == req) { answered = 1; break; }
                 uint64_t now = rtb_now_ns();
                 if (now >= end) break;
-                if (spins++ < 200) {          /* the answer usually comes within microseconds */
+                /* the answer usually comes within tens of microseconds: spin that
+                 * long (a sleep and wake-up costs as much again), then sleep */
+                if (now - start < RTB_SPIN_NS) {
                     rtb_pause();
                     continue;
                 }
