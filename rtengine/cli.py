@@ -144,16 +144,26 @@ def _cmd_serve(args) -> int:
     srv = BridgeServer(args.chain, name=args.name, patch_dirs=args.patch_dir).start()
     print(f"rtengine: bridge server '{args.name}' ready for the rtengine VST3 plugin"
           + (f" (default chain {args.chain})" if args.chain else ""), file=sys.stderr)
+    import json
+
+    from .live import status_dir
     end = time.monotonic() + args.duration if args.duration else None
     seen = 0
+    started = time.time()
+    path = status_dir() / f"bridge-{args.name}.json"
     try:
         while not stop["now"] and (end is None or time.monotonic() < end):
             time.sleep(0.1)
             for msg in srv.errors[seen:]:
                 print(f"rtengine: refused {msg}", file=sys.stderr)
             seen = len(srv.errors)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**srv.status(), "started": started,
+                                       "updated": time.time()}))
+            tmp.replace(path)
     finally:
         srv.close()
+        path.unlink(missing_ok=True)
     print(f"rtengine: bridge server '{args.name}' stopped", file=sys.stderr)
     return 0
 

@@ -376,6 +376,16 @@ def status(args) -> int:
             print(json.dumps(d))
             continue
         up = time.time() - d["started"]
+        if d.get("kind") == "bridge":
+            print(f"bridge server '{d['name']}' (pid {d['pid']}): {len(d['lanes'])} plugin "
+                  f"instance(s), up {up:.0f} s")
+            for ln in d["lanes"]:
+                print(f"  lane {ln['lane']} (DAW pid {ln['owner_pid']}): "
+                      f"{' -> '.join(ln['stages']) or 'no chain yet'}, "
+                      f"latency {ln['latency_samples']}; {ln['requests']} blocks, "
+                      f"{ln['late']} late (dry), {ln['rejected']} refused, "
+                      f"{ln['reconnects']} reconnects")
+            continue
         print(f"{d['client']} (pid {d['pid']}, server {d['server']}): {d['chain']}, up {up:.0f} s")
         print(f"  {d['sample_rate']} Hz, period {d['period']}, latency {d['latency_samples']} "
               f"samples; {d['cycles']} cycles, {d['xruns']} xruns, "

@@ -273,3 +273,41 @@ def test_a_hosted_vst3_in_a_lane_must_come_from_a_vst3_folder(name, tmp_path):
         c.claim(SR, 128, 2)
         with pytest.raises(BridgeError, match="not in a VST3 folder"):
             c.configure(text)
+
+
+def test_rtengine_status_shows_the_bridge_lanes(name, tmp_path):
+    import json
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    srv = subprocess.Popen([sys.executable, "-m", "rtengine", "serve", "--name", name,
+                            "--chain", str(ROOT / "latency_bench" / "chains" / "reference.toml")],
+                           cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                c = Client(name)
+                break
+            except BridgeError:
+                assert time.monotonic() < end
+                time.sleep(0.1)
+        with c:
+            c.claim(SR, 256, 2)
+            c.configure("")                                # the server's --chain
+            for _ in range(40):
+                c.process(music_like(2, 256))
+            time.sleep(1.5)
+            r = subprocess.run([sys.executable, "-m", "rtengine", "status", "--json"], cwd=ROOT,
+                               env=env, capture_output=True, text=True)
+            data = [json.loads(line) for line in r.stdout.splitlines()]
+            bridge = next(d for d in data if d.get("kind") == "bridge")
+            (lane,) = bridge["lanes"]
+            assert lane["owner_pid"] == os.getpid() and lane["requests"] >= 40
+            assert lane["stages"] == ["eq", "compressor", "limiter"]
+            assert lane["latency_samples"] == 90 and lane["late"] == 0
+            text = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT,
+                                  env=env, capture_output=True, text=True).stdout
+            assert f"bridge server '{name}'" in text and "eq -> compressor -> limiter" in text
+    finally:
+        srv.send_signal(signal.SIGINT)
+        srv.wait(10)
+    assert not (tmp_path / "rtengine" / f"bridge-{name}.json").exists()

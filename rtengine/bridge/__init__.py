@@ -137,6 +137,27 @@ class BridgeServer:
         self.close()
         self.unlink()
 
+    def status(self) -> dict:
+        """What `rtengine status` shows: every lane in use and its counters."""
+        lanes = []
+        for i in range(lib.RTB_MAX_LANES):
+            lane = self.seg.lanes[i]
+            if lane.state == lib.RTB_FREE:
+                continue
+            c = lane.counters
+            held = self.lanes.get(i)
+            lanes.append({"lane": i, "owner_pid": int(lane.owner_pid),
+                          "running": held is not None,
+                          "stages": [st.name for st in held.engine.stages] if held else [],
+                          "latency_samples": held.engine.latency if held else None,
+                          "sample_rate": float(lane.sample_rate), "channels": int(lane.channels),
+                          "requests": int(c.requests), "frames": int(c.frames),
+                          "rejected": int(c.rejected), "late": int(c.late),
+                          "fallback_frames": int(c.fallback_frames),
+                          "reconnects": int(c.reconnects)})
+        return {"kind": "bridge", "pid": os.getpid(), "client": f"bridge:{self.name}",
+                "name": self.name, "lanes": lanes, "refused": self.errors[-20:]}
+
     # ---- the control loop ------------------------------------------------------------
     def poll(self) -> None:
         lib.rtb_server_heartbeat(self._s)
