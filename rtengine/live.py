@@ -246,6 +246,11 @@ def run(args) -> int:
             try:
                 be.start()
                 if vdev is not None:
+                    # let PipeWire's libjack finish the activation's latency
+                    # callbacks before this thread sends more (its protocol
+                    # marshalling is not safe against both at once: an assertion
+                    # in PipeWire 0.3.65 was seen here)
+                    time.sleep(0.2)
                     vdev.wait_ports(functools.partial(be.list_ports, midi=False))
                     for src, dst in zip(vdev.capture_ports, be.inputs):
                         be.connect(src, dst)

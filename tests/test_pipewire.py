@@ -83,6 +83,18 @@ def _devices(env) -> str:
 
 
 def _start(env, *extra, name="rtengine"):
+    """rtengine run --virtual-device, up; a start that PipeWire's client library
+    aborted (an assert_single_pod assertion of PipeWire 0.3.65, seen now and then
+    here) is tried once more."""
+    try:
+        return _start_once(env, *extra, name=name)
+    except AssertionError as exc:
+        if "assert_single_pod" not in str(exc):
+            raise
+        return _start_once(env, *extra, name=name)
+
+
+def _start_once(env, *extra, name="rtengine"):
     p = subprocess.Popen([sys.executable, "-m", "rtengine", "run", "--chain", CHAIN,
                           "--virtual-device", "--name", name, *extra], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
