@@ -16,7 +16,6 @@ import platform
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ def _stats(us: np.ndarray) -> dict:
 def run(args) -> int:
     from rtengine import Chain, Engine
     from rtengine._runner import ffi, lib
-    from rtengine.bridge import BridgeError, Client
+    from rtengine.bridge import Client
     seconds, rounds = (0.5, 2) if args.quick else (args.seconds, max(1, args.rounds))
     sizes = [int(f) for f in args.frames.split(",")]
     name = f"bench{os.getpid()}"
@@ -60,15 +59,7 @@ def run(args) -> int:
                            "target_overhead_us": TARGET_US},
               "results": {}}
     try:
-        client = None
-        end = time.monotonic() + 30
-        while client is None:
-            try:
-                client = Client(name)
-            except BridgeError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.1)
+        client = Client.connect(name)
         client.claim(RATE, max(sizes), 2)
         client.configure(CHAIN_PATH.read_text())
         chain = Chain.load(CHAIN_PATH)

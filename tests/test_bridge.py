@@ -199,14 +199,7 @@ def test_engine_killed_mid_run_gives_aligned_dry_and_reconnects(name):
     cmd = [sys.executable, "-m", "rtengine", "serve", "--name", name]
     srv = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
-        c = None
-        end = time.monotonic() + 30
-        while c is None:
-            try:
-                c = Client(name)
-            except BridgeError:
-                assert time.monotonic() < end, "the server did not come up"
-                time.sleep(0.1)
+        c = Client.connect(name)
         c.claim(SR, 256, 2)
         c.configure(CHAIN)
         x = music_like(2, SR)
@@ -282,15 +275,7 @@ def test_rtengine_status_shows_the_bridge_lanes(name, tmp_path):
                             "--chain", str(ROOT / "latency_bench" / "chains" / "reference.toml")],
                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 30
-        while True:
-            try:
-                c = Client(name)
-                break
-            except BridgeError:
-                assert time.monotonic() < end
-                time.sleep(0.1)
-        with c:
+        with Client.connect(name) as c:
             c.claim(SR, 256, 2)
             c.configure("")                                # the server's --chain
             for _ in range(40):

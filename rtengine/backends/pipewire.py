@@ -96,24 +96,31 @@ class VirtualDevice:
                        f'monitor.channel-volumes=false }}')
         self._wait_nodes()
 
-    def _wait_nodes(self, timeout: float = 10.0) -> None:
-        """Wait until PipeWire lists both nodes, and let the session manager
-        settle (it moves its fallback sink away when a new one appears; a JACK
-        client opened during that change fails)."""
+    def _wait_until(self, ready, timeout: float, hint: str = "") -> None:
+        """Poll ready() until true; if pw-cli dies or time runs out, remove the
+        device and raise."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            r = subprocess.run(["pw-cli", "ls", "Node"], capture_output=True, text=True,
-                               timeout=10)
-            if (f'node.name = "{self.sink_node}"' in r.stdout
-                    and f'node.name = "{self.source_node}"' in r.stdout):
-                time.sleep(0.3)
+            if ready():
                 return
             if self._cli.poll() is not None:
                 break
             time.sleep(0.05)
         self.close()
         raise PipeWireError(f"PipeWire did not create the virtual device '{self.sink}' / "
-                            f"'{self.source}' within {timeout:g} s")
+                            f"'{self.source}' within {timeout:g} s{hint}")
+
+    def _wait_nodes(self, timeout: float = 10.0) -> None:
+        """Wait until PipeWire lists both nodes, then let the session manager
+        settle (it moves its fallback sink away when a new one appears; a JACK
+        client opened during that change fails)."""
+        def listed() -> bool:
+            r = subprocess.run(["pw-cli", "ls", "Node"], capture_output=True, text=True,
+                               timeout=10)
+            return (f'node.name = "{self.sink_node}"' in r.stdout
+                    and f'node.name = "{self.source_node}"' in r.stdout)
+        self._wait_until(listed, timeout)
+        time.sleep(0.3)
 
     def _send(self, line: str) -> None:
         try:
@@ -136,16 +143,8 @@ class VirtualDevice:
     def wait_ports(self, list_ports, timeout: float = 10.0) -> None:
         """Wait until both nodes' ports are visible through JACK."""
         want = set(self.capture_ports) | set(self.playback_ports)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if want <= set(list_ports()):
-                return
-            if self._cli.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.close()
-        raise PipeWireError(f"PipeWire did not create the virtual device '{self.sink}' / "
-                            f"'{self.source}' within {timeout:g} s (is wireplumber running?)")
+        self._wait_until(lambda: want <= set(list_ports()), timeout,
+                         " (is wireplumber running?)")
 
     def close(self) -> None:
         if self._cli.poll() is None:

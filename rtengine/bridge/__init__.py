@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +371,19 @@ class Client:
         if self._c == ffi.NULL:
             raise BridgeError(ffi.string(err).decode())
         self._ins = self._outs = None
+
+    @classmethod
+    def connect(cls, name: str = "default", timeout: float = 30.0) -> "Client":
+        """Open the segment of server ``name``, waiting up to ``timeout`` seconds for
+        the server to create it."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                return cls(name)
+            except BridgeError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
 
     def claim(self, sample_rate: float, max_block: int, channels: int) -> int:
         err = ffi.new("char[]", ERRLEN)

@@ -141,6 +141,9 @@ _Static_assert(sizeof(PFactoryInfo) == 452, "PFactoryInfo");
 _Static_assert(sizeof(PClassInfo) == 116, "PClassInfo");
 _Static_assert(sizeof(PClassInfo2) == 440, "PClassInfo2");
 _Static_assert(sizeof(PClassInfoW) == 696, "PClassInfoW");
+_Static_assert(offsetof(PClassInfo2, category) == offsetof(PClassInfo, category) &&
+               offsetof(PClassInfoW, category) == offsetof(PClassInfo, category),
+               "class infos share their head");
 
 /* ---- the plugin object ----------------------------------------------------------- */
 typedef struct Plugin {
@@ -901,14 +904,26 @@ static tresult API fac_info(void *s, PFactoryInfo *i)
 }
 static int32_t API fac_count(void *s) { (void)s; return 1; }
 
+#define VENDOR "rtengine"
+#define VERSION "0.1.0"
+#define SDK_VERSION "VST 3.7.0"
+
+/* The fields every version of the class info starts with (the v2 and
+ * Unicode structs begin with the same cid, cardinality and category). */
+static void class_head(void *info, size_t size)
+{
+    PClassInfo *i = info;
+    memset(info, 0, size);
+    memcpy(i->cid, CID_rtengine, 16);
+    i->cardinality = 0x7FFFFFFF;
+    snprintf(i->category, sizeof i->category, "Audio Module Class");
+}
+
 static tresult API fac_class_info(void *s, int32_t idx, PClassInfo *i)
 {
     (void)s;
     if (idx != 0 || !i) return kInvalidArgument;
-    memset(i, 0, sizeof *i);
-    memcpy(i->cid, CID_rtengine, 16);
-    i->cardinality = 0x7FFFFFFF;
-    snprintf(i->category, sizeof i->category, "Audio Module Class");
+    class_head(i, sizeof *i);
     snprintf(i->name, sizeof i->name, "rtengine");
     return kResultOk;
 }
@@ -930,15 +945,12 @@ static tresult API fac_class_info2(void *s, int32_t idx, PClassInfo2 *i)
 {
     (void)s;
     if (idx != 0 || !i) return kInvalidArgument;
-    memset(i, 0, sizeof *i);
-    memcpy(i->cid, CID_rtengine, 16);
-    i->cardinality = 0x7FFFFFFF;
-    snprintf(i->category, sizeof i->category, "Audio Module Class");
+    class_head(i, sizeof *i);
     snprintf(i->name, sizeof i->name, "rtengine");
     snprintf(i->subCategories, sizeof i->subCategories, "Fx");
-    snprintf(i->vendor, sizeof i->vendor, "rtengine");
-    snprintf(i->version, sizeof i->version, "0.1.0");
-    snprintf(i->sdkVersion, sizeof i->sdkVersion, "VST 3.7.0");
+    snprintf(i->vendor, sizeof i->vendor, VENDOR);
+    snprintf(i->version, sizeof i->version, VERSION);
+    snprintf(i->sdkVersion, sizeof i->sdkVersion, SDK_VERSION);
     return kResultOk;
 }
 
@@ -946,15 +958,12 @@ static tresult API fac_class_info_w(void *s, int32_t idx, PClassInfoW *i)
 {
     (void)s;
     if (idx != 0 || !i) return kInvalidArgument;
-    memset(i, 0, sizeof *i);
-    memcpy(i->cid, CID_rtengine, 16);
-    i->cardinality = 0x7FFFFFFF;
-    snprintf(i->category, sizeof i->category, "Audio Module Class");
+    class_head(i, sizeof *i);
     to16(i->name, "rtengine", 64);
     snprintf(i->subCategories, sizeof i->subCategories, "Fx");
-    to16(i->vendor, "rtengine", 64);
-    to16(i->version, "0.1.0", 64);
-    to16(i->sdkVersion, "VST 3.7.0", 64);
+    to16(i->vendor, VENDOR, 64);
+    to16(i->version, VERSION, 64);
+    to16(i->sdkVersion, SDK_VERSION, 64);
     return kResultOk;
 }
 
