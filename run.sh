@@ -13,7 +13,8 @@ ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(gcc python3-dev python3-venv libsndfile1 jackd2 libjack-jackd2-dev libportaudio2 libfftw3-dev
               pipewire pipewire-bin pipewire-jack pipewire-pulse wireplumber dbus pulseaudio-utils
-              zam-plugins ardour)
+              zam-plugins ardour
+              fluid-soundfont-gm libfluidsynth3 ffmpeg asterisk-core-sounds-en-g722 sonic-pi-samples)
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 

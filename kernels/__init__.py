@@ -7,7 +7,9 @@ project.
 """
 from __future__ import annotations
 
-NAMES = ("biquad", "gain", "compressor", "limiter", "delay")
+NAMES = ("biquad", "gain", "compressor", "limiter", "delay", "loudness", "master")
+# kernels that exist in C only so far
+C_ONLY = ("loudness", "master")
 IMPLS = ("c", "numba")
 
 

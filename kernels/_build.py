@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 C_DIR = HERE / "c"
-SOURCES = ["biquad.c", "gain.c", "compressor.c", "limiter.c", "delay.c"]
+SOURCES = ["biquad.c", "gain.c", "compressor.c", "limiter.c", "delay.c", "loudness.c", "master.c"]
 CFLAGS = ["-O3", "-fno-math-errno", "-std=c11", "-Wall", "-Wextra"]
 
 

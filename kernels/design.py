@@ -99,3 +99,40 @@ def true_peak_fir(taps: int, phases: int = 4, beta: float = 8.0) -> np.ndarray:
         h = np.sinc(t) * win
         rows.append(h / h.sum())
     return np.array(rows)
+
+
+# ---- K-weighting (ITU-R BS.1770-4) ---------------------------------------------
+# The analog prototypes behind the recommendation's 48 kHz coefficients: a high
+# shelf (+4 dB, the head's acoustic effect) and the RLB high pass.
+K_SHELF_F0 = 1681.974450955533
+K_SHELF_GAIN_DB = 3.999843853973347
+K_SHELF_Q = 0.7071752369554196
+K_HP_F0 = 38.13547087602444
+K_HP_Q = 0.5003270373238773
+
+
+def k_weighting(sample_rate: float) -> tuple[tuple, tuple]:
+    """The two K-weighting sections (b0 b1 b2 a1 a2) at ``sample_rate``, by the
+    bilinear transform of the prototypes; at 48 kHz they reproduce the
+    coefficients printed in BS.1770-4."""
+    k = math.tan(math.pi * K_SHELF_F0 / sample_rate)
+    vh = 10.0 ** (K_SHELF_GAIN_DB / 20.0)
+    vb = vh ** 0.4996667741545416
+    a0 = 1.0 + k / K_SHELF_Q + k * k
+    shelf = ((vh + vb * k / K_SHELF_Q + k * k) / a0, 2.0 * (k * k - vh) / a0,
+             (vh - vb * k / K_SHELF_Q + k * k) / a0, 2.0 * (k * k - 1.0) / a0,
+             (1.0 - k / K_SHELF_Q + k * k) / a0)
+    k = math.tan(math.pi * K_HP_F0 / sample_rate)
+    a0 = 1.0 + k / K_HP_Q + k * k
+    hp = (1.0, -2.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / K_HP_Q + k * k) / a0)
+    return shelf, hp
+
+
+def channel_weights(nch: int) -> list[float]:
+    """BS.1770 channel weights: 1.0 for front channels, 1.41 for the surrounds of
+    5.0 (L R C Ls Rs) and 5.1 (L R C LFE Ls Rs, the LFE left out)."""
+    if nch == 5:
+        return [1.0, 1.0, 1.0, 1.41, 1.41]
+    if nch == 6:
+        return [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]
+    return [1.0] * nch

@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .design import IDENTITY, true_peak_fir
+from .design import IDENTITY, channel_weights, k_weighting, true_peak_fir
 
 BQ_HDR = 8
 LIM_TAPS = 32
 LIM_HDR = 20
 DELAY_HDR = 4
+LM_HDR = 32
+LM_RING = 300
+LM_TP_TAPS = 48
+LM_BINS = 10000
+MS_HDR = 16
+MS_LANES = 10
 
 
 # ---- biquad cascade -------------------------------------------------------
@@ -159,3 +165,98 @@ def delay_state(nch: int, delay: int, sample_rate: float = 0.0) -> np.ndarray:
 
 def delay_reset(st: np.ndarray) -> None:
     st[2:] = 0.0
+
+
+# ---- loudness meter -----------------------------------------------------------
+# header slots of the meter's results (rtk.h)
+LM_MOMENTARY, LM_SHORT_TERM, LM_INTEGRATED, LM_RANGE = 8, 9, 10, 11
+LM_TRUE_PEAK, LM_SAMPLE_PEAK, LM_MOMENTARY_MAX, LM_SHORT_TERM_MAX = 12, 13, 14, 15
+
+
+def loudness_sub(sample_rate: float) -> int:
+    """Samples per 10 ms sub-block."""
+    return max(1, int(round(sample_rate / 100.0)))
+
+
+def loudness_state_size(nch: int, sample_rate: float) -> int:
+    sub = loudness_sub(sample_rate)
+    return (LM_HDR + nch + 4 * nch + LM_RING + 3 * LM_TP_TAPS
+            + nch * (LM_TP_TAPS - 1 + sub) + 4 * LM_BINS)
+
+
+def loudness_init(st: np.ndarray, nch: int, sample_rate: float) -> None:
+    """Fill a meter state (a float64 array of ``loudness_state_size``)."""
+    st[:] = 0.0
+    st[0] = sample_rate
+    st[1] = nch
+    st[2] = loudness_sub(sample_rate)
+    shelf, hp = k_weighting(sample_rate)
+    st[18:28] = shelf + hp
+    st[LM_HDR:LM_HDR + nch] = channel_weights(nch)
+    taps0 = LM_HDR + 5 * nch + LM_RING
+    st[taps0:taps0 + 3 * LM_TP_TAPS] = true_peak_fir(LM_TP_TAPS, 4, beta=10.0).reshape(-1)
+    loudness_reset(st)
+
+
+def loudness_state(nch: int, sample_rate: float) -> np.ndarray:
+    st = np.zeros(loudness_state_size(nch, sample_rate), dtype=np.float64)
+    loudness_init(st, nch, sample_rate)
+    return st
+
+
+def loudness_reset(st: np.ndarray) -> None:
+    """Forget all audio: meters undefined (-inf), peaks 0, histograms empty."""
+    nch = int(st[1])
+    st[3:18] = 0.0
+    st[[LM_MOMENTARY, LM_SHORT_TERM, LM_INTEGRATED, LM_MOMENTARY_MAX,
+        LM_SHORT_TERM_MAX]] = -np.inf
+    st[LM_HDR + nch:LM_HDR + 5 * nch + LM_RING] = 0.0           # filter memory, ring
+    st[LM_HDR + 5 * nch + LM_RING + 3 * LM_TP_TAPS:] = 0.0     # history, histograms
+
+
+# ---- master -------------------------------------------------------------------
+def master_state(nch: int, sample_rate: float, lookahead: int, max_block: int) -> np.ndarray:
+    """The master's state: header, normalised ring, then the compressor, the
+    limiter, the two meters and the scratch lanes (offsets in the header)."""
+    comp = compressor_state(sample_rate, max_block)
+    lim = limiter_state(nch, sample_rate, lookahead, max_block)
+    msize = loudness_state_size(nch, sample_rate)
+    off_ring = MS_HDR
+    off_comp = off_ring + LM_RING
+    off_lim = off_comp + comp.size
+    off_in = off_lim + lim.size
+    off_out = off_in + msize
+    off_lanes = off_out + msize
+    size = off_lanes + (MS_LANES * int(max_block) + 1) // 2
+    st = np.zeros(size, dtype=np.float64)
+    st[0] = sample_rate
+    st[1] = nch
+    st[2] = max_block
+    st[3], st[4], st[5], st[6], st[7] = off_comp, off_lim, off_in, off_out, off_lanes
+    st[15] = off_ring
+    st[off_comp:off_lim] = comp
+    st[off_lim:off_in] = lim
+    loudness_init(st[off_in:off_out], nch, sample_rate)
+    loudness_init(st[off_out:off_lanes], nch, sample_rate)
+    master_reset(st, 0.0)
+    return st
+
+
+def master_part(st: np.ndarray, part: str) -> np.ndarray:
+    """A view of one part of a master state: "compressor", "limiter",
+    "meter_in" or "meter_out"."""
+    idx = {"compressor": 3, "limiter": 4, "meter_in": 5, "meter_out": 6}[part]
+    ends = sorted(int(st[k]) for k in (3, 4, 5, 6, 7))
+    a = int(st[idx])
+    return st[a:ends[ends.index(a) + 1]]
+
+
+def master_reset(st: np.ndarray, gain_db: float) -> None:
+    """Forget all audio; the gain starts at ``gain_db``."""
+    compressor_reset(master_part(st, "compressor"))
+    limiter_reset(master_part(st, "limiter"))
+    loudness_reset(master_part(st, "meter_in"))
+    loudness_reset(master_part(st, "meter_out"))
+    st[8] = gain_db
+    st[9:15] = 0.0
+    st[int(st[15]):int(st[15]) + LM_RING] = 0.0

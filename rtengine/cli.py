@@ -7,7 +7,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from . import __version__, registry
+from . import __version__, provenance, registry
 from .chain import Chain
 from .errors import RtEngineError
 
@@ -63,6 +63,23 @@ def _cmd_render(args) -> int:
               "they were rendered as silence", file=sys.stderr)
     print(f"wrote {args.output}: {frames} frames, {ch} ch, {sr} Hz; latency {report['latency']} "
           f"samples compensated; {secs / max(dt, 1e-9):.0f}x real time", file=sys.stderr)
+    side = provenance.write(args.output, command="rtengine render",
+                            inputs=[("input", args.input), ("chain", args.chain)],
+                            chains={"render": engine})
+    print(f"provenance: {side}", file=sys.stderr)
+    return 0
+
+
+def _cmd_master(args) -> int:
+    from .mastering import format_report, master_file, plot
+    report = master_file(args.input, args.output, target=args.target, ceiling=args.ceiling,
+                         reference=args.reference, subtype=args.subtype,
+                         progress=lambda msg: print(f"rtengine master: {msg}",
+                                                    file=sys.stderr))
+    print(format_report(report))
+    if args.plot:
+        print(f"plot: {plot(report, args.plot)}", file=sys.stderr)
+    print(f"wrote {args.output}; provenance: {report['provenance']}", file=sys.stderr)
     return 0
 
 
@@ -273,6 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subtype", default=None,
                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     p.set_defaults(func=_cmd_render)
+    p = sub.add_parser("master", help="master a file in one step: loudness to a target, "
+                                      "glue compression, true-peak limiting; prints a report")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--target", type=float, default=None,
+                   help="integrated loudness in LUFS (default -14, or the reference's)")
+    p.add_argument("--ceiling", type=float, default=-1.0, help="true-peak ceiling in dBTP "
+                   "(default -1)")
+    p.add_argument("--reference", default=None,
+                   help="a finished track whose loudness to match")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="write short-term loudness before/after against the target")
+    p.add_argument("--subtype", default=None,
+                   help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
+    p.set_defaults(func=_cmd_master)
     p = sub.add_parser("run", help="run a chain live as a JACK client")
     p.add_argument("--chain", required=True, help="chain file (TOML)")
     p.add_argument("--backend", choices=("jack", "portaudio"), default="jack",

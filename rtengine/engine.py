@@ -194,6 +194,16 @@ class Engine:
         to the dry signal (misses), failures."""
         return {st.name: st.processor.counters for st in self.workers}
 
+    def meters(self) -> dict[str, dict]:
+        """Per stage that measures something (``loudness``, ``master``): its
+        meters, read while the engine runs (any thread, no lock)."""
+        out = {}
+        for st in self.stages:
+            m = st.processor.meters()
+            if m:
+                out[st.name] = m
+        return out
+
     # ---- worker stages ----------------------------------------------------------
     def start_workers(self) -> None:
         """Run worker stages on their own threads (live backends call this before

@@ -38,7 +38,7 @@ def _write_status(be: JackBackend, chain_path: str, started: float) -> Path:
             "channels": be.channels, "inputs": be.inputs, "outputs": be.outputs,
             "latency_samples": be.engine.latency, "workers": be.engine.worker_counters,
             "engine_rate": be.engine.sample_rate, "engine_block": be.engine.block_size,
-            **st.as_dict()}
+            "meters": be.engine.meters(), **st.as_dict()}
     path = _status_path(be.client_name)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1))
@@ -357,6 +357,24 @@ def load(args) -> int:
     return 1
 
 
+def _loudness_line(m: dict) -> str:
+    def v(key, unit):
+        return "-" if m.get(key) is None else f"{m[key]:.1f}{unit}"
+    return (f"M {v('momentary', '')}  S {v('short_term', '')}  I {v('integrated', ' LUFS')}, "
+            f"LRA {v('lra', ' LU')}, true peak {v('true_peak_db', ' dBTP')}")
+
+
+def _meter_lines(stage: str, m: dict) -> list[str]:
+    if "input" in m and "output" in m:          # master: both meters and its gains
+        return [f"{stage} in:  {_loudness_line(m['input'])}",
+                f"{stage} out: {_loudness_line(m['output'])}",
+                f"{stage}: gain {m['gain_db']:+.1f} dB, glue -{m['glue_reduction_db']:.1f} dB, "
+                f"limiter -{m['limiter_reduction_db']:.1f} dB"]
+    if "integrated" in m:
+        return [f"{stage}: {_loudness_line(m)}"]
+    return [f"{stage}: {m}"]
+
+
 def status(args) -> int:
     found = []
     for path in sorted(status_dir().glob("*.json")):
@@ -398,6 +416,9 @@ def status(args) -> int:
         print(f"  callback median {d['callback_us_median']:.1f} us, p99 "
               f"{d['callback_us_p99']:.1f} us, max {d['callback_us_max']:.1f} us "
               f"(period {1e6 * d['period'] / d['sample_rate']:.0f} us)")
+        for stage, m in d.get("meters", {}).items():
+            for line in _meter_lines(stage, m):
+                print(f"  {line}")
         for stage, w in d.get("workers", {}).items():
             print(f"  worker stage {stage}: {w['chunks_done']} chunks, {w['miss_samples']} "
                   f"samples fell back to dry in {w['miss_blocks']} blocks, "

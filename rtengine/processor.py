@@ -188,3 +188,9 @@ class Processor:
 
     def set_value(self, pid: str, value: float) -> None:
         self.values[pid] = value
+
+    # ---- meters -----------------------------------------------------------------
+    def meters(self) -> dict[str, Any]:
+        """What the stage measures, readable while it runs (any thread; values
+        may be one block apart from each other).  Empty for most processors."""
+        return {}

@@ -25,6 +25,8 @@ EXERCISE = {
     "limiter": {"ceiling_db": -6.0, "release_ms": 30.0, "input_gain_db": 3.0},
     "pyo": {"size": 0.7, "mix": 0.4},
     "vst3": {"threshold_db": -30.0, "ratio": 6.0, "attack_ms": 2.0},
+    "master": {"gain_db": 9.0, "glue_threshold_db": -24.0, "glue_ratio": 3.0,
+               "ceiling_db": -3.0, "release_ms": 40.0},
 }
 # Construction options a plugin needs (a pyo stage needs a patch file).
 ZAMCOMP = "/usr/lib/vst3/ZamCompX2.vst3"      # Debian's zam-plugins (run.sh installs it)

@@ -91,4 +91,66 @@ void rtk_limiter(double *state, float *io, int32_t nch, int32_t stride,
 void rtk_delay(double *state, float *io, int32_t nch, int32_t stride,
                int32_t nframes, const float *par, int32_t pstride);
 
+/* ---- loudness meter (ITU-R BS.1770-4, EBU R 128 / Tech 3341 and 3342) -----
+ * Pass-through: the audio is read, never changed.  K-weighting (two biquads
+ * designed for the sample rate), channel weights, 10 ms sub-blocks of summed
+ * weighted squares; momentary (last 40 sub-blocks) and short-term (last 300)
+ * at every sub-block; every 100 ms a 400 ms gating block enters a histogram
+ * (0.01 LU bins from -70 LUFS: absolute gate) from which the integrated
+ * loudness (relative gate -10 LU) follows, and a 3 s short-term value enters a
+ * second histogram for the loudness range (relative gate -20 LU, 10th to 95th
+ * percentile).  True peak: 4x oversampling (RTK_LM_TP_TAPS taps per phase).
+ * state header:
+ *   [0] sr, [1] nch, [2] samples per sub-block, [3] samples in the current
+ *   sub-block, [4] sub-blocks done, [5] abs-gated 400 ms blocks,
+ *   [6] their summed power, [7] abs-gated 3 s values,
+ *   [8] momentary LUFS, [9] short-term LUFS, [10] integrated LUFS,
+ *   [11] loudness range LU, [12] true-peak maximum (linear),
+ *   [13] sample-peak maximum (linear), [14] momentary maximum LUFS,
+ *   [15] short-term maximum LUFS, [16] summed power of the 3 s values,
+ *   [17] weighted squares of the current sub-block,
+ *   [18..27] K-weighting: shelf b0 b1 b2 a1 a2, high pass b0 b1 b2 a1 a2,
+ *   [28..31] reserved
+ * then: channel weights (nch), filter memory (4 nch), sub-block ring (300),
+ *       true-peak taps (3 rows of TAPS), true-peak history per channel
+ *       (TAPS - 1 + sub), histograms: 400 ms power, 400 ms count, 3 s power,
+ *       3 s count (RTK_LM_BINS each).
+ * Values in LUFS are -inf until defined.  par: none. */
+#define RTK_LM_HDR 32
+#define RTK_LM_RING 300
+#define RTK_LM_TP_TAPS 48
+#define RTK_LM_BINS 10000
+void rtk_loudness(double *state, float *io, int32_t nch, int32_t stride,
+                  int32_t nframes, const float *par, int32_t pstride);
+/* The meter of rtk_loudness over any number of frames (for kernels that embed
+ * a meter, and offline measurement). */
+void rtk_lm_feed(double *state, const float *io, int32_t nch, int32_t stride,
+                 int32_t nframes);
+
+/* ---- master: auto gain, glue compressor, true-peak limiter, two meters ----
+ * Per 10 ms segment: input meter, gain, compressor (rtk_compressor), limiter
+ * (rtk_limiter), output meter.  With auto gain on, every 100 ms the input's
+ * programme loudness (short-term values gated at -70 LUFS and 20 LU under the
+ * estimate, averaged in power with the time constant adapt_s) and the loss
+ * in compressor and limiter over the last 3 s give the gain that brings the
+ * output to the target; the applied gain slews toward it at speed dB/s
+ * within [-max_gain_db, max_gain_db].
+ * Auto gain waits for 3 s of signal; until then, and with auto off, the gain
+ * is gain_db.
+ * state header:
+ *   [0] sr, [1] nch, [2] max_block, [3] offset of the compressor state,
+ *   [4] of the limiter state, [5] of the input meter, [6] of the output
+ *   meter, [7] of the scratch lanes (10 rows of max_block float32),
+ *   [8] applied gain dB, [9] samples into the 10 ms grid, [10] sub-blocks,
+ *   [11] input programme power, [12] loss in compressor and limiter (dB),
+ *   [13] programme values seen, [14] wanted gain dB, [15] offset of the ring
+ *   of output sub-block powers divided by the gain's power (300)
+ * par: 0 target_lufs, 1 auto (0/1), 2 gain_db, 3 max_gain_db, 4 speed_db_s,
+ *      5 adapt_s, 6 glue_threshold_db, 7 glue_ratio, 8 glue_attack_ms,
+ *      9 glue_release_ms, 10 glue_mix, 11 ceiling_db, 12 release_ms */
+#define RTK_MS_HDR 16
+#define RTK_MS_LANES 10
+void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
+                int32_t nframes, const float *par, int32_t pstride);
+
 #endif

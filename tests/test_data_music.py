@@ -1,0 +1,124 @@
+"""rtengine.data.music: seeded multitrack pieces rendered with FluidSynth (FluidR3 GM)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtengine.data import music
+
+ROOT = Path(__file__).resolve().parent.parent
+SR = 22050
+
+
+@pytest.fixture
+def fluid():
+    """Render tests need pyfluidsynth; a missing SoundFont is a failure, not a skip."""
+    return pytest.importorskip("fluidsynth")
+
+
+@pytest.fixture(scope="module")
+def pieces():
+    pytest.importorskip("fluidsynth")
+    return {seed: music.render_piece(seed, 5.0, SR) for seed in range(5)}
+
+
+def test_only_the_allowed_soundfont():
+    names = {Path(p).name for p in music.SOUNDFONT_PATHS}
+    assert names == {"FluidR3_GM.sf2"}          # never default-GM.sf2 (may be TimGM6mb)
+
+
+def test_same_seed_gives_identical_audio(fluid, pieces):
+    again = music.render_piece(3, 5.0, SR)
+    for name in (*music.STEMS, "mix"):
+        assert np.array_equal(pieces[3][name], again[name]), name
+
+
+def test_different_seeds_differ(fluid, pieces):
+    plans = [music.compose(seed, 20.0) for seed in range(12)]
+    assert len({p.tempo for p in plans}) > 4
+    assert len({p.style for p in plans}) > 2
+    assert len({tuple(q.program for q in p.parts) for p in plans}) > 6
+    mixes = [pieces[s]["mix"] for s in range(5)]
+    for i in range(len(mixes)):
+        for j in range(i + 1, len(mixes)):
+            assert not np.allclose(mixes[i], mixes[j], atol=1e-3)
+
+
+def test_mix_is_sum_of_stems_and_every_stem_sounds(fluid, pieces):
+    frames = int(5.0 * SR)
+    for seed, audio in pieces.items():
+        assert set(audio) == {*music.STEMS, "mix"}
+        for name, x in audio.items():
+            assert x.dtype == np.float32 and x.shape == (2, frames), (seed, name)
+            assert np.isfinite(x).all()
+            assert np.abs(x).max() < 1.0, (seed, name)
+        total = audio["vocals"] + audio["drums"] + audio["bass"] + audio["other"]
+        np.testing.assert_allclose(audio["mix"], total, rtol=0, atol=1e-7)
+        mix_rms = np.sqrt(np.mean(audio["mix"] ** 2))
+        for name in music.STEMS:               # drums included: channel 10 must not be silent
+            rms = np.sqrt(np.mean(audio[name] ** 2))
+            assert rms > 0.01 * mix_rms and np.abs(audio[name]).max() > 1e-3, (seed, name)
+
+
+def test_drums_hit_repeatedly(fluid, pieces):
+    for seed, audio in pieces.items():
+        env = np.abs(audio["drums"]).max(axis=0)
+        blocks = env[: len(env) // 1024 * 1024].reshape(-1, 1024).max(axis=1)
+        assert (blocks > 0.1 * blocks.max()).sum() > 10, seed
+
+
+def test_pieces_vary_in_tempo_and_level():
+    plans = [music.compose(seed, 20.0) for seed in range(60)]
+    tempos = [p.tempo for p in plans]
+    assert 70 <= min(tempos) and max(tempos) <= 160 and max(tempos) - min(tempos) > 50
+    peaks_db = [20 * np.log10(p.peak) for p in plans]
+    assert min(peaks_db) < -15 and max(peaks_db) > -4          # quiet ones and loud ones
+    assert any(p.meter == 3 for p in plans)
+    assert {q.program for p in plans for q in p.parts if q.stem == "vocals"} & {52, 53, 54}
+    drums = [q for p in plans for q in p.parts if q.stem == "drums"]
+    assert all(q.bank == 128 for q in drums)
+
+
+def test_missing_soundfont_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(music, "SOUNDFONT_PATHS", ("/nonexistent/FluidR3_GM.sf2",))
+    with pytest.raises(RuntimeError, match="apt-get install fluid-soundfont-gm libfluidsynth3"):
+        music.render_piece(0, 1.0, SR)
+
+
+def test_missing_fluidsynth_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fluidsynth", None)     # import fluidsynth fails
+    monkeypatch.setattr(music, "find_soundfont", lambda: Path("/x/FluidR3_GM.sf2"))
+    with pytest.raises(RuntimeError, match="pip install pyfluidsynth"):
+        music.render_piece(0, 1.0, SR)
+
+
+def test_render_set_writes_folders_and_skips_done_pieces(fluid, tmp_path):
+    sf = pytest.importorskip("soundfile")
+    paths = music.render_set(2, 2.0, 16000, seed0=7, folder=tmp_path)
+    assert [p.name for p in paths] == ["piece00007", "piece00008"]
+    for p in paths:
+        audio = {}
+        for name in (*music.STEMS, "mix"):
+            x, sr = sf.read(str(p / f"{name}.wav"), dtype="float32", always_2d=True)
+            assert sr == 16000 and x.shape == (32000, 2)
+            audio[name] = x
+        total = audio["vocals"] + audio["drums"] + audio["bass"] + audio["other"]
+        np.testing.assert_allclose(audio["mix"], total, rtol=0, atol=1e-7)
+        meta = json.loads((p / "meta.json").read_text())
+        assert meta["seed"] == int(p.name[5:]) and 70 <= meta["tempo"] <= 160
+    stamp = (paths[0] / "mix.wav").stat().st_mtime_ns
+    assert music.render_set(2, 2.0, 16000, seed0=7, folder=tmp_path) == paths
+    assert (paths[0] / "mix.wav").stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_command_line(fluid, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rtengine.data.music", "--n", "1", "--seconds",
+                        "1.5", "--sample-rate", "16000", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "piece00000" / "mix.wav").is_file()
+    assert "piece00000" in r.stdout
