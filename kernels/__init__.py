@@ -7,7 +7,7 @@ project.
 """
 from __future__ import annotations
 
-NAMES = ("biquad", "gain", "compressor", "limiter", "delay", "loudness", "master")
+NAMES = ("biquad", "gain", "compressor", "limiter", "delay", "loudness", "master", "denoise")
 # kernels that exist in C only so far
 C_ONLY = ("loudness", "master")
 IMPLS = ("c", "numba")

@@ -10,7 +10,8 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 C_DIR = HERE / "c"
-SOURCES = ["biquad.c", "gain.c", "compressor.c", "limiter.c", "delay.c", "loudness.c", "master.c"]
+SOURCES = ["biquad.c", "gain.c", "compressor.c", "limiter.c", "delay.c", "loudness.c", "master.c",
+           "denoise.c"]
 CFLAGS = ["-O3", "-fno-math-errno", "-std=c11", "-Wall", "-Wextra"]
 
 
@@ -32,7 +33,7 @@ ffibuilder.set_source(
     sources=[str((C_DIR / s).relative_to(HERE.parent)) for s in SOURCES],
     include_dirs=[str(C_DIR.relative_to(HERE.parent))],
     extra_compile_args=CFLAGS,
-    libraries=["m"],
+    libraries=["m", "fftw3"],
 )
 
 if __name__ == "__main__":

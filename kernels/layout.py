@@ -5,9 +5,12 @@ thread, may allocate); each ``*_reset`` clears it in place (no allocation).
 """
 from __future__ import annotations
 
+import threading
+import weakref
+
 import numpy as np
 
-from .design import IDENTITY, channel_weights, k_weighting, true_peak_fir
+from .design import IDENTITY, channel_weights, hf_guard, k_weighting, true_peak_fir
 
 BQ_HDR = 8
 LIM_TAPS = 32
@@ -17,8 +20,10 @@ LM_HDR = 32
 LM_RING = 300
 LM_TP_TAPS = 48
 LM_BINS = 10000
-MS_HDR = 16
+MS_HDR = 24
 MS_LANES = 10
+DN_HDR = 16
+DN_FRAME_HOPS = 4
 
 
 # ---- biquad cascade -------------------------------------------------------
@@ -219,11 +224,15 @@ def master_state(nch: int, sample_rate: float, lookahead: int, max_block: int) -
     """The master's state: header, normalised ring, then the compressor, the
     limiter, the two meters and the scratch lanes (offsets in the header)."""
     comp = compressor_state(sample_rate, max_block)
+    guard = hf_guard(sample_rate)
+    lp = biquad_state(nch, len(guard), sample_rate)
+    biquad_blob(lp)[:] = biquad_pack(1, 0, guard)
     lim = limiter_state(nch, sample_rate, lookahead, max_block)
     msize = loudness_state_size(nch, sample_rate)
     off_ring = MS_HDR
     off_comp = off_ring + LM_RING
-    off_lim = off_comp + comp.size
+    off_lp = off_comp + comp.size
+    off_lim = off_lp + lp.size
     off_in = off_lim + lim.size
     off_out = off_in + msize
     off_lanes = off_out + msize
@@ -234,7 +243,9 @@ def master_state(nch: int, sample_rate: float, lookahead: int, max_block: int) -
     st[2] = max_block
     st[3], st[4], st[5], st[6], st[7] = off_comp, off_lim, off_in, off_out, off_lanes
     st[15] = off_ring
-    st[off_comp:off_lim] = comp
+    st[16] = off_lp
+    st[off_comp:off_lp] = comp
+    st[off_lp:off_lim] = lp
     st[off_lim:off_in] = lim
     loudness_init(st[off_in:off_out], nch, sample_rate)
     loudness_init(st[off_out:off_lanes], nch, sample_rate)
@@ -243,10 +254,10 @@ def master_state(nch: int, sample_rate: float, lookahead: int, max_block: int) -
 
 
 def master_part(st: np.ndarray, part: str) -> np.ndarray:
-    """A view of one part of a master state: "compressor", "limiter",
-    "meter_in" or "meter_out"."""
-    idx = {"compressor": 3, "limiter": 4, "meter_in": 5, "meter_out": 6}[part]
-    ends = sorted(int(st[k]) for k in (3, 4, 5, 6, 7))
+    """A view of one part of a master state: "compressor", "guard" (the low
+    pass), "limiter", "meter_in" or "meter_out"."""
+    idx = {"compressor": 3, "limiter": 4, "meter_in": 5, "meter_out": 6, "guard": 16}[part]
+    ends = sorted(int(st[k]) for k in (3, 4, 5, 6, 7, 16))
     a = int(st[idx])
     return st[a:ends[ends.index(a) + 1]]
 
@@ -254,9 +265,80 @@ def master_part(st: np.ndarray, part: str) -> np.ndarray:
 def master_reset(st: np.ndarray, gain_db: float) -> None:
     """Forget all audio; the gain starts at ``gain_db``."""
     compressor_reset(master_part(st, "compressor"))
+    biquad_reset(master_part(st, "guard"))
     limiter_reset(master_part(st, "limiter"))
     loudness_reset(master_part(st, "meter_in"))
     loudness_reset(master_part(st, "meter_out"))
     st[8] = gain_db
     st[9:15] = 0.0
     st[int(st[15]):int(st[15]) + LM_RING] = 0.0
+
+
+# ---- denoiser -------------------------------------------------------------------
+_PLANNER = threading.Lock()          # the FFTW planner is not thread-safe
+
+
+def denoise_hop(sample_rate: float) -> int:
+    """Samples per STFT hop (5 ms); the latency is two hops."""
+    return max(8, int(round(0.005 * sample_rate)))
+
+
+def denoise_latency(sample_rate: float) -> int:
+    return 2 * denoise_hop(sample_rate)
+
+
+def denoise_windows(h: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Asymmetric analysis window (n) and synthesis window (2h) whose product
+    over the frame's last 2h samples is a periodic Hann window of 2h, so
+    frames overlap-add to unity at hop h (Mauler and Martin 2007)."""
+    m = 2 * h
+    long = n - h                                   # rising part of the analysis window
+    wa = np.empty(n)
+    i = np.arange(long)
+    wa[:long] = np.sqrt(0.5 - 0.5 * np.cos(np.pi * i / long))
+    j = np.arange(h, m)
+    wa[long:] = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * j / m))
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(m) / m)
+    ws = np.zeros(m)
+    nz = wa[n - m:] > 0
+    ws[nz] = hann[nz] / wa[n - m:][nz]
+    return wa, ws
+
+
+def denoise_state(nch: int, sample_rate: float) -> np.ndarray:
+    """A denoiser state with its FFTW plans (destroyed with the array)."""
+    from ._ck import ffi, lib
+    h = denoise_hop(sample_rate)
+    n = DN_FRAME_HOPS * h
+    k = n // 2 + 1
+    size = DN_HDR + n + 2 * h + nch * (n + 3 * h) + 7 * k + n + nch * 2 * k + k
+    st = np.zeros(size, dtype=np.float64)
+    st[0] = sample_rate
+    st[1] = nch
+    st[2] = n
+    st[3] = h
+    st[8] = k
+    wa, ws = denoise_windows(h, n)
+    st[DN_HDR:DN_HDR + n] = wa
+    st[DN_HDR + n:DN_HDR + n + 2 * h] = ws
+    ptr = ffi.cast("double *", st.ctypes.data)
+    with _PLANNER:
+        if lib.rtk_dn_plan(ptr) != 0:
+            raise MemoryError("FFTW could not plan the denoiser's transforms")
+    weakref.finalize(st, _unplan, int(ffi.cast("uintptr_t", ptr)))
+    denoise_reset(st)
+    return st
+
+
+def _unplan(address: int) -> None:
+    from ._ck import ffi, lib
+    with _PLANNER:
+        lib.rtk_dn_unplan(ffi.cast("double *", address))
+
+
+def denoise_reset(st: np.ndarray) -> None:
+    """Forget all audio (the plans and the window stay)."""
+    n, h = int(st[2]), int(st[3])
+    st[4:6] = 0.0
+    st[9:16] = 0.0
+    st[DN_HDR + n + 2 * h:] = 0.0

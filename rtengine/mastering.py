@@ -4,8 +4,10 @@ The chain is the ``master`` stage (glue compressor and true-peak limiter) with
 its auto gain off: the input's integrated loudness is measured first, the gain
 that reaches the target is set, the file is rendered and measured again, and
 the gain corrected (secant steps, at most ``MAX_PASSES`` renders) until the
-output is within ``TOLERANCE_LU`` of the target.  A constant gain keeps the
-music's dynamics; the compressor and the limiter shape only the peaks.
+output is within ``TOLERANCE_LU`` of the target.  The gain is constant over
+the file (no riding); the glue compressor and the limiter narrow the loudness
+range somewhat (about 0.8 LU on average at -14 LUFS in ``latency_bench
+master``), the more the louder the target.
 """
 from __future__ import annotations
 

@@ -69,3 +69,44 @@ def test_bridge_quick(tmp_path):
             assert 0 < s["median_us"] <= s["p99_us"] <= s["max_us"], (n, side)
         assert r["frames_not_processed_by_engine"] == 0
         assert r["bridge"]["median_us"] > r["in_process"]["median_us"]
+
+
+def test_master_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "latency_bench", "master", "--quick",
+                           "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # exit code 1 means rtengine failed its own check; the assertions below say which
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "master.png").is_file()
+    report = json.loads((tmp_path / "master.json").read_text())
+    assert report["settings"]["quick"] is True
+    machine = report["machine"]
+    assert machine["python"] and machine["cpu_model"]
+    for pkg in ("numpy", "matchering", "pedalboard"):
+        assert pkg in machine["packages"]
+    systems = ("rtengine", "matchering", "pedalboard")
+    assert len(report["files"]) == 3, report.get("inputs_failed")
+    numbers = ("integrated_lufs", "loudness_error_lu", "true_peak_dbtp", "meter_true_peak_dbtp",
+               "sample_peak_dbfs", "wall_s", "real_time_factor")
+    for name, f in report["files"].items():
+        assert set(f["systems"]) == set(systems), name
+        assert math.isfinite(f["input"]["integrated_lufs"]), name
+        for system in systems:
+            res = f["systems"][system]
+            if "error" in res:
+                assert system != "rtengine", (name, res["error"])
+                assert isinstance(res["error"], str) and res["error"], (name, system)
+                continue
+            for key in numbers:
+                assert isinstance(res[key], (int, float)) and math.isfinite(res[key]), \
+                    (name, system, key, res.get(key))
+            assert res["wall_s"] > 0 and res["real_time_factor"] > 0
+            assert isinstance(res["over_ceiling"], bool)
+        rt = f["systems"]["rtengine"]
+        assert abs(rt["loudness_error_lu"]) <= 0.5, (name, rt["loudness_error_lu"])
+        assert rt["true_peak_dbtp"] <= -1.0, (name, rt["true_peak_dbtp"],
+                                              rt["meter_true_peak_dbtp"])
+    for system in systems:
+        s = report["summary"][system]
+        assert s["files"] == 3 and s["files_ok"] + s["files_failed"] == 3
+        assert 0 <= s["files_over_ceiling"] <= s["files_ok"]

@@ -70,7 +70,7 @@ void rtk_master(double *st, float *io, int32_t nch, int32_t stride,
     double *comp = st + (int64_t)st[3], *lim = st + (int64_t)st[4];
     double *min = st + (int64_t)st[5], *mout = st + (int64_t)st[6];
     float *lanes = (float *)(st + (int64_t)st[7]);
-    double *ring = st + (int64_t)st[15];
+    double *ring = st + (int64_t)st[15], *guard = st + (int64_t)st[16];
     if (nframes > mb) nframes = mb;
     /* the compressor's 7 lanes, then the limiter's 3 */
     for (int32_t i = 0; i < nframes; i++) {
@@ -112,6 +112,7 @@ void rtk_master(double *st, float *io, int32_t nch, int32_t stride,
         }
         st[8] = g;
         rtk_compressor(comp, seg, nch, stride, m, lanes + pos, mb);
+        rtk_biquad(guard, seg, nch, stride, m, lanes, mb);
         rtk_limiter(lim, seg, nch, stride, m, lanes + 7 * (int64_t)mb + pos, mb);
         rtk_lm_feed(mout, seg, nch, stride, m);
         pos += m;

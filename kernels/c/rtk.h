@@ -128,7 +128,9 @@ void rtk_lm_feed(double *state, const float *io, int32_t nch, int32_t stride,
                  int32_t nframes);
 
 /* ---- master: auto gain, glue compressor, true-peak limiter, two meters ----
- * Per 10 ms segment: input meter, gain, compressor (rtk_compressor), limiter
+ * Per 10 ms segment: input meter, gain, compressor (rtk_compressor), guard
+ * low pass (rtk_biquad: 8th-order elliptic at 19.5 kHz, so nothing is left
+ * right under Nyquist where a 4x true-peak detector reads low), limiter
  * (rtk_limiter), output meter.  With auto gain on, every 100 ms the input's
  * programme loudness (short-term values gated at -70 LUFS and 20 LU under the
  * estimate, averaged in power with the time constant adapt_s) and the loss
@@ -144,13 +146,47 @@ void rtk_lm_feed(double *state, const float *io, int32_t nch, int32_t stride,
  *   [8] applied gain dB, [9] samples into the 10 ms grid, [10] sub-blocks,
  *   [11] input programme power, [12] loss in compressor and limiter (dB),
  *   [13] programme values seen, [14] wanted gain dB, [15] offset of the ring
- *   of output sub-block powers divided by the gain's power (300)
+ *   of output sub-block powers divided by the gain's power (300), [16] offset
+ *   of the guard low pass (a biquad cascade state), [17..23] reserved
  * par: 0 target_lufs, 1 auto (0/1), 2 gain_db, 3 max_gain_db, 4 speed_db_s,
  *      5 adapt_s, 6 glue_threshold_db, 7 glue_ratio, 8 glue_attack_ms,
  *      9 glue_release_ms, 10 glue_mix, 11 ceiling_db, 12 release_ms */
-#define RTK_MS_HDR 16
+#define RTK_MS_HDR 24
 #define RTK_MS_LANES 10
 void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
                 int32_t nframes, const float *par, int32_t pstride);
+
+/* ---- spectral denoiser (streaming STFT, MCRA noise tracking, MMSE-LSA) ----
+ * Hops of H samples (5 ms), analysis frames of N = 4 H samples under an
+ * asymmetric window, synthesis over the frame's last 2 H samples (the two
+ * windows multiply to a Hann window of 2 H), so the latency is 2 H (10 ms);
+ * FFTW r2c / c2r (plans made off the audio thread by rtk_dn_plan, executed
+ * here with the new-array interface).
+ * Per frame: the channels' power spectra are summed; MCRA (Cohen and
+ * Berdugo 2002) tracks the noise: smoothed power, its minimum over a window
+ * of adapt_s (two half windows), speech presence where it exceeds the
+ * minimum 5 times, and a noise update weighted by absence.  The a priori
+ * SNR is decision-directed (alpha 0.98), the gain MMSE log-spectral
+ * amplitude (Ephraim and Malah 1985), raised to `amount` in dB, smoothed
+ * over three bins and held above the floor; one gain for every channel.
+ * While `learn` is on every frame counts as noise (a noise print is taken
+ * quickly; tracking goes on from it when released).
+ * state header:
+ *   [0] sr, [1] nch, [2] N, [3] H, [4] samples into the hop, [5] frames,
+ *   [6] r2c plan, [7] c2r plan (pointers stored bitwise), [8] K = N/2 + 1,
+ *   [9] frames into the minimum window, [10] half window (frames),
+ *   [11] reserved, [12] frames learnt so far, [13..15] reserved
+ * then: analysis window (N), synthesis window (2 H), per channel: input (N),
+ *       overlap-add (2 H), output (H);
+ *       per bin: S, Smin, Stmp, p, noise, previous |gain * X|^2, gain (7 K);
+ *       scratch: frame (N), spectra (nch * 2 K), power (K).
+ * par: 0 amount (0..1), 1 floor_db, 2 adapt_s, 3 learn (0/1) */
+#define RTK_DN_HDR 16
+void rtk_denoise(double *state, float *io, int32_t nch, int32_t stride,
+                 int32_t nframes, const float *par, int32_t pstride);
+/* Make (destroy) the FFTW plans of a denoiser state.  Control thread, one at
+ * a time (the FFTW planner is not thread-safe).  0 on success. */
+int32_t rtk_dn_plan(double *state);
+void rtk_dn_unplan(double *state);
 
 #endif

@@ -1,0 +1,242 @@
+/* Spectral denoiser (layout and method in rtk.h).
+ *
+ * Low delay with good frequency resolution: the analysis window is long (N)
+ * and asymmetric, the synthesis window short (2H) and placed at the frame's
+ * end, their product a Hann window of 2H (Mauler and Martin 2007), so the
+ * latency is 2H while the spectrum resolves N/2 bins.
+ *
+ * The audio is cut at hop boundaries: within a hop the new input is appended
+ * to each channel's frame buffer and the output is read from the last
+ * frame's completed hop, so any block size gives the same samples.  At a hop
+ * boundary one STFT frame is analysed, the noise estimate and the gains are
+ * updated and the frame is resynthesised by overlap-add.  All arithmetic is in
+ * double precision; FFTW executes plans made on the control thread. */
+#include <fftw3.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "rtk.h"
+
+#define EPS 1e-30
+#define DELTA 5.0              /* MCRA: speech present where S > DELTA * Smin */
+#define XI_MIN 0.0031622776601683794      /* a priori SNR floor, -25 dB */
+#define LN10_20 0.11512925464970229
+
+/* time constants (s) of MCRA's recursions, from its published per-frame
+ * constants at an 8 ms frame step: 0.8, 0.2, 0.95; and decision-directed 0.98 */
+#define TAU_S 0.03585
+#define TAU_P 0.00497
+#define TAU_D 0.15596
+#define TAU_DD 0.39600
+
+typedef struct {
+    double *win, *wsyn, *S, *Smin, *Stmp, *p, *lam, *a2, *g, *frame, *spec, *pw;
+    int32_t n, h, k;
+} dn_view;
+
+static dn_view dn_regions(double *st)
+{
+    dn_view v;
+    const int32_t nch = (int32_t)st[1];
+    v.n = (int32_t)st[2];
+    v.h = (int32_t)st[3];
+    v.k = (int32_t)st[8];
+    v.win = st + RTK_DN_HDR;
+    v.wsyn = v.win + v.n;
+    double *bins = v.wsyn + 2 * v.h + (int64_t)nch * (v.n + 3 * v.h);
+    v.S = bins;
+    v.Smin = bins + v.k;
+    v.Stmp = bins + 2 * v.k;
+    v.p = bins + 3 * v.k;
+    v.lam = bins + 4 * v.k;
+    v.a2 = bins + 5 * v.k;
+    v.g = bins + 6 * v.k;
+    v.frame = bins + 7 * v.k;
+    v.spec = v.frame + v.n;
+    v.pw = v.spec + (int64_t)nch * 2 * v.k;
+    return v;
+}
+
+static inline double *chan_in(const dn_view *v, int32_t c)
+{
+    return v->wsyn + 2 * v->h + (int64_t)c * (v->n + 3 * v->h);
+}
+
+static inline void *plan_at(const double *slot)
+{
+    void *p;
+    memcpy(&p, slot, sizeof p);
+    return p;
+}
+
+/* Exponential integral E1(x), x > 0 (Abramowitz and Stegun 5.1.53, 5.1.56). */
+static inline double expint_e1(double x)
+{
+    if (x < 1e-300) x = 1e-300;
+    if (x <= 1.0)
+        return -log(x) - 0.57721566 + x * (0.99999193 + x * (-0.24991055 + x * (0.05519968
+               + x * (-0.00976004 + x * 0.00107857))));
+    double num = x * x + 2.334733 * x + 0.250621;
+    double den = x * x + 3.330657 * x + 1.681534;
+    return num / (den * x) * exp(-x);
+}
+
+int32_t rtk_dn_plan(double *st)
+{
+    dn_view v = dn_regions(st);
+    fftw_plan f = fftw_plan_dft_r2c_1d(v.n, v.frame, (fftw_complex *)v.spec,
+                                       FFTW_ESTIMATE | FFTW_UNALIGNED);
+    fftw_plan b = fftw_plan_dft_c2r_1d(v.n, (fftw_complex *)v.spec, v.frame,
+                                       FFTW_ESTIMATE | FFTW_UNALIGNED);
+    if (!f || !b) {
+        if (f) fftw_destroy_plan(f);
+        if (b) fftw_destroy_plan(b);
+        return -1;
+    }
+    memcpy(st + 6, &f, sizeof f);
+    memcpy(st + 7, &b, sizeof b);
+    return 0;
+}
+
+void rtk_dn_unplan(double *st)
+{
+    fftw_plan f = plan_at(st + 6), b = plan_at(st + 7);
+    if (f) fftw_destroy_plan(f);
+    if (b) fftw_destroy_plan(b);
+    memset(st + 6, 0, 2 * sizeof(double));
+}
+
+/* Noise tracking and gains for the summed power spectrum in v->pw. */
+static void dn_gains(double *st, const dn_view *v, double amount, double floor_db,
+                     double adapt_s, int learn)
+{
+    const int32_t k = v->k;
+    const double hop_s = v->h / st[0];
+    const double a_s = exp(-hop_s / TAU_S), a_p = exp(-hop_s / TAU_P);
+    const double a_d = exp(-hop_s / TAU_D), a_dd = exp(-hop_s / TAU_DD);
+    double *pw = v->pw;
+    const int first = st[5] < 1.0;
+    /* minimum window: two halves of adapt_s */
+    int32_t half = (int32_t)(adapt_s / hop_s);
+    if (half < 4) half = 4;
+    st[10] = half;
+    int new_window = 0;
+    st[9] += 1.0;
+    if (st[9] >= half) { st[9] = 0.0; new_window = 1; }
+    if (learn) st[12] += 1.0; else st[12] = 0.0;
+    for (int32_t i = 0; i < k; i++) {
+        double lo = pw[i > 0 ? i - 1 : 0], hi = pw[i + 1 < k ? i + 1 : k - 1];
+        double sf = 0.25 * lo + 0.5 * pw[i] + 0.25 * hi;
+        if (first) {
+            v->S[i] = v->Smin[i] = v->Stmp[i] = sf + EPS;
+            v->lam[i] = pw[i] + EPS;
+            v->a2[i] = pw[i];
+            v->p[i] = 0.0;
+            continue;
+        }
+        double s = a_s * v->S[i] + (1.0 - a_s) * sf;
+        v->S[i] = s;
+        if (learn) {                       /* every frame is noise: the running mean */
+            v->Smin[i] = v->Stmp[i] = s;
+            v->p[i] = 0.0;
+            v->lam[i] += (pw[i] - v->lam[i]) / st[12];
+        } else {
+            if (new_window) {
+                v->Smin[i] = v->Stmp[i] < s ? v->Stmp[i] : s;
+                v->Stmp[i] = s;
+            } else {
+                if (s < v->Smin[i]) v->Smin[i] = s;
+                if (s < v->Stmp[i]) v->Stmp[i] = s;
+            }
+            double present = s > DELTA * v->Smin[i] ? 1.0 : 0.0;
+            v->p[i] = a_p * v->p[i] + (1.0 - a_p) * present;
+            double ad = a_d + (1.0 - a_d) * v->p[i];
+            v->lam[i] = ad * v->lam[i] + (1.0 - ad) * pw[i];
+        }
+        if (!(v->lam[i] > EPS)) v->lam[i] = EPS;
+    }
+    const double gmin = exp(floor_db * LN10_20);
+    for (int32_t i = 0; i < k; i++) {
+        double gamma = pw[i] / v->lam[i];
+        double xi = a_dd * v->a2[i] / v->lam[i] + (1.0 - a_dd) * (gamma > 1.0 ? gamma - 1.0 : 0.0);
+        if (xi < XI_MIN) xi = XI_MIN;
+        double w = xi / (1.0 + xi);
+        double g = w * exp(0.5 * expint_e1(w * gamma));
+        if (!(g < 1.0)) g = 1.0;
+        v->a2[i] = g * g * pw[i];
+        g = exp(amount * log(g > 1e-10 ? g : 1e-10));
+        v->frame[i] = g > gmin ? g : gmin;          /* the frame buffer as scratch */
+    }
+    for (int32_t i = 0; i < k; i++) {
+        double lo = v->frame[i > 0 ? i - 1 : 0], hi = v->frame[i + 1 < k ? i + 1 : k - 1];
+        v->g[i] = 0.25 * lo + 0.5 * v->frame[i] + 0.25 * hi;
+    }
+}
+
+static void dn_frame(double *st, const dn_view *v, int32_t nch, const float *par, int64_t ps,
+                     int32_t at)
+{
+    fftw_plan f = plan_at(st + 6), b = plan_at(st + 7);
+    const int32_t n = v->n, h = v->h, k = v->k;
+    memset(v->pw, 0, k * sizeof(double));
+    for (int32_t c = 0; c < nch; c++) {
+        double *in = chan_in(v, c);
+        double *spec = v->spec + (int64_t)c * 2 * k;
+        for (int32_t i = 0; i < n; i++) v->frame[i] = v->win[i] * in[i];
+        fftw_execute_dft_r2c(f, v->frame, (fftw_complex *)spec);
+        for (int32_t i = 0; i < k; i++)
+            v->pw[i] += spec[2 * i] * spec[2 * i] + spec[2 * i + 1] * spec[2 * i + 1];
+        memmove(in, in + h, (size_t)(n - h) * sizeof(double));
+    }
+    double amount = par[at], floor_db = par[ps + at], adapt = par[2 * ps + at];
+    int learn = par[3 * ps + at] >= 0.5f;
+    dn_gains(st, v, amount < 0.0 ? 0.0 : amount, floor_db, adapt > 0.05 ? adapt : 0.05, learn);
+    const double scale = 1.0 / n;
+    const int32_t tail = n - 2 * h;              /* the synthesis window covers the last 2H */
+    for (int32_t c = 0; c < nch; c++) {
+        double *in = chan_in(v, c);
+        double *acc = in + n, *out = acc + 2 * h;
+        double *spec = v->spec + (int64_t)c * 2 * k;
+        for (int32_t i = 0; i < k; i++) {
+            spec[2 * i] *= v->g[i];
+            spec[2 * i + 1] *= v->g[i];
+        }
+        fftw_execute_dft_c2r(b, (fftw_complex *)spec, v->frame);
+        for (int32_t i = 0; i < 2 * h; i++) acc[i] += v->wsyn[i] * v->frame[tail + i] * scale;
+        memcpy(out, acc, (size_t)h * sizeof(double));
+        memmove(acc, acc + h, (size_t)h * sizeof(double));
+        memset(acc + h, 0, (size_t)h * sizeof(double));
+        for (int32_t i = 0; i < h; i++) if (!isfinite(out[i])) out[i] = 0.0;
+    }
+    st[5] += 1.0;
+}
+
+void rtk_denoise(double *st, float *io, int32_t nch, int32_t stride,
+                 int32_t nframes, const float *par, int32_t pstride)
+{
+    if (!plan_at(st + 6) || !plan_at(st + 7)) return;        /* not planned: pass through */
+    dn_view v = dn_regions(st);
+    const int32_t n = v.n, h = v.h;
+    int32_t pos = 0;
+    while (pos < nframes) {
+        int32_t fill = (int32_t)st[4];
+        int32_t m = h - fill;
+        if (m > nframes - pos) m = nframes - pos;
+        for (int32_t c = 0; c < nch; c++) {
+            double *in = chan_in(&v, c), *out = in + n + 2 * h;
+            float *x = io + (int64_t)c * stride + pos;
+            for (int32_t i = 0; i < m; i++) {
+                double a = x[i];
+                in[n - h + fill + i] = isfinite(a) ? a : 0.0;
+                x[i] = (float)out[fill + i];
+            }
+        }
+        pos += m;
+        if (fill + m < h) {
+            st[4] = fill + m;
+            continue;
+        }
+        st[4] = 0.0;
+        dn_frame(st, &v, nch, par, pstride, pos - 1);
+    }
+}
