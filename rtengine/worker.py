@@ -63,6 +63,12 @@ class WorkerProcessor(Processor):
         """Frames per worker chunk."""
         return max_block
 
+    def inner_latency(self, sample_rate: float) -> int:
+        """Frames by which ``work`` itself delays its output (a model's
+        lookahead); added to the declared latency and to the dry fallback's
+        delay, so a miss stays time-aligned."""
+        return 0
+
     def work_prepare(self, sample_rate: float, hop: int, channels: int) -> None:
         pass
 
@@ -86,13 +92,15 @@ class WorkerProcessor(Processor):
         hop = int(self.choose_hop(sample_rate, max_block))
         headroom = int(round(self.opts["headroom_ms"] * 1e-3 * sample_rate))
         latency = hop + max_block + headroom
+        inner = int(self.inner_latency(sample_rate))
         fade = int(round(self.fade_ms * 1e-3 * sample_rate))
         err = ffi.new("int *")
-        w = lib.rt_worker_new(channels, hop, latency, max_block, len(self.params), fade, err)
+        w = lib.rt_worker_new(channels, hop, latency, inner, max_block, len(self.params), fade,
+                              err)
         if w == ffi.NULL:
             raise NativeError(err[0], f"creating the worker rings of {self.name!r}")
         self._w = ffi.gc(w, lib.rt_worker_free)
-        self._latency = latency
+        self._latency = latency + inner
         self.hop = hop
         self._in = np.zeros((channels, hop), dtype=np.float32)
         self._out = np.zeros((channels, hop), dtype=np.float32)

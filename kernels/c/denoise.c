@@ -21,10 +21,13 @@
 #define DELTA 5.0              /* MCRA: speech present where S > DELTA * Smin */
 #define XI_MIN 0.0031622776601683794      /* a priori SNR floor, -25 dB */
 #define LN10_20 0.11512925464970229
+#define BIAS 2.0               /* cap on the noise estimate: BIAS x the minimum */
+#define Q_ABSENT 0.2           /* a priori probability of speech absence */
 
-/* time constants (s) of MCRA's recursions, from its published per-frame
- * constants at an 8 ms frame step: 0.8, 0.2, 0.95; and decision-directed 0.98 */
-#define TAU_S 0.03585
+/* time constants (s): power smoothing; MCRA's presence and noise recursions,
+ * from its published per-frame constants at an 8 ms frame step (0.2, 0.95);
+ * decision-directed 0.98 at the same step */
+#define TAU_S 0.05
 #define TAU_P 0.00497
 #define TAU_D 0.15596
 #define TAU_DD 0.39600
@@ -114,10 +117,10 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
     const double hop_s = v->h / st[0];
     const double a_s = exp(-hop_s / TAU_S), a_p = exp(-hop_s / TAU_P);
     const double a_d = exp(-hop_s / TAU_D), a_dd = exp(-hop_s / TAU_DD);
-    double *pw = v->pw;
+    const double *pw = v->pw;
     const int first = st[5] < 1.0;
-    /* minimum window: two halves of adapt_s */
-    int32_t half = (int32_t)(adapt_s / hop_s);
+    /* the minimum is searched over adapt_s: two half windows */
+    int32_t half = (int32_t)(0.5 * adapt_s / hop_s);
     if (half < 4) half = 4;
     st[10] = half;
     int new_window = 0;
@@ -125,16 +128,14 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
     if (st[9] >= half) { st[9] = 0.0; new_window = 1; }
     if (learn) st[12] += 1.0; else st[12] = 0.0;
     for (int32_t i = 0; i < k; i++) {
-        double lo = pw[i > 0 ? i - 1 : 0], hi = pw[i + 1 < k ? i + 1 : k - 1];
-        double sf = 0.25 * lo + 0.5 * pw[i] + 0.25 * hi;
         if (first) {
-            v->S[i] = v->Smin[i] = v->Stmp[i] = sf + EPS;
+            v->S[i] = v->Smin[i] = v->Stmp[i] = pw[i] + EPS;
             v->lam[i] = pw[i] + EPS;
-            v->a2[i] = pw[i];
+            v->a2[i] = 0.0;
             v->p[i] = 0.0;
             continue;
         }
-        double s = a_s * v->S[i] + (1.0 - a_s) * sf;
+        double s = a_s * v->S[i] + (1.0 - a_s) * pw[i];
         v->S[i] = s;
         if (learn) {                       /* every frame is noise: the running mean */
             v->Smin[i] = v->Stmp[i] = s;
@@ -151,25 +152,35 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
             double present = s > DELTA * v->Smin[i] ? 1.0 : 0.0;
             v->p[i] = a_p * v->p[i] + (1.0 - a_p) * present;
             double ad = a_d + (1.0 - a_d) * v->p[i];
-            v->lam[i] = ad * v->lam[i] + (1.0 - ad) * pw[i];
+            double lam = ad * v->lam[i] + (1.0 - ad) * pw[i];
+            double cap = BIAS * v->Smin[i];           /* never far above the minimum */
+            v->lam[i] = lam < cap ? lam : cap;
         }
         if (!(v->lam[i] > EPS)) v->lam[i] = EPS;
     }
-    const double gmin = exp(floor_db * LN10_20);
+    /* the estimate the gains use: smoothed over 5 bins */
+    double *lam = v->frame;
     for (int32_t i = 0; i < k; i++) {
-        double gamma = pw[i] / v->lam[i];
-        double xi = a_dd * v->a2[i] / v->lam[i] + (1.0 - a_dd) * (gamma > 1.0 ? gamma - 1.0 : 0.0);
+        int32_t a = i - 2 < 0 ? 0 : i - 2, b = i + 2 >= k ? k - 1 : i + 2;
+        double sum = 0.0;
+        for (int32_t j = i - 2; j <= i + 2; j++) sum += v->lam[j < a ? a : (j > b ? b : j)];
+        lam[i] = 0.2 * sum;
+    }
+    const double gmin = exp(floor_db * LN10_20), ln_gmin = floor_db * LN10_20;
+    const double q_ratio = Q_ABSENT / (1.0 - Q_ABSENT);
+    for (int32_t i = 0; i < k; i++) {
+        double gamma = pw[i] / lam[i];
+        double xi = a_dd * v->a2[i] / lam[i] + (1.0 - a_dd) * (gamma > 1.0 ? gamma - 1.0 : 0.0);
         if (xi < XI_MIN) xi = XI_MIN;
-        double w = xi / (1.0 + xi);
-        double g = w * exp(0.5 * expint_e1(w * gamma));
+        double w = xi / (1.0 + xi), u = w * gamma;
+        double g = w * exp(0.5 * expint_e1(u));
         if (!(g < 1.0)) g = 1.0;
         v->a2[i] = g * g * pw[i];
-        g = exp(amount * log(g > 1e-10 ? g : 1e-10));
-        v->frame[i] = g > gmin ? g : gmin;          /* the frame buffer as scratch */
-    }
-    for (int32_t i = 0; i < k; i++) {
-        double lo = v->frame[i > 0 ? i - 1 : 0], hi = v->frame[i + 1 < k ? i + 1 : k - 1];
-        v->g[i] = 0.25 * lo + 0.5 * v->frame[i] + 0.25 * hi;
+        /* speech presence probability (OM-LSA): gain g where speech is present,
+         * the floor where it is absent, mixed in the log domain */
+        double pr = 1.0 / (1.0 + q_ratio * (1.0 + xi) * exp(-(u < 500.0 ? u : 500.0)));
+        double lg = pr * log(g > gmin ? g : gmin) + (1.0 - pr) * ln_gmin;
+        v->g[i] = exp(amount * lg);
     }
 }
 

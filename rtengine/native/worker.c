@@ -8,7 +8,7 @@
 #include "worker.h"
 
 struct rt_worker {
-    int32_t nch, hop, latency, max_block, npar, fade, nslots;
+    int32_t nch, hop, latency, inner, max_block, npar, fade, nslots;
     int64_t cap;              /* frames per channel in each ring: nslots * hop */
     int64_t dlen;             /* frames per channel of the dry line */
     float *in;                /* input ring, channel c at in + c * cap */
@@ -30,20 +30,22 @@ static void *rt_calloc(size_t n, size_t size, int *ok)
     return p;
 }
 
-rt_worker *rt_worker_new(int32_t nch, int32_t hop, int32_t latency, int32_t max_block,
-                         int32_t npar, int32_t fade, int *err)
+rt_worker *rt_worker_new(int32_t nch, int32_t hop, int32_t latency, int32_t inner,
+                         int32_t max_block, int32_t npar, int32_t fade, int *err)
 {
     int dummy;
     if (!err) err = &dummy;
     *err = EINVAL;
     if (nch < 1 || nch > 64 || hop < 1 || max_block < 1 || npar < 0 || fade < 0 ||
-        latency < hop + max_block || latency > (1 << 24) || hop > (1 << 20))
+        latency < hop + max_block || latency > (1 << 24) || hop > (1 << 20) ||
+        inner < 0 || inner > (1 << 24))
         return NULL;
     rt_worker *w = calloc(1, sizeof *w);
     if (!w) { *err = ENOMEM; return NULL; }
     w->nch = nch;
     w->hop = hop;
     w->latency = latency;
+    w->inner = inner;
     w->max_block = max_block;
     w->npar = npar;
     w->fade = fade;
@@ -52,7 +54,7 @@ rt_worker *rt_worker_new(int32_t nch, int32_t hop, int32_t latency, int32_t max_
      * plus two spare */
     w->nslots = (int32_t)((latency + 2 * (int64_t)max_block + 2 * (int64_t)hop) / hop) + 2;
     w->cap = (int64_t)w->nslots * hop;
-    w->dlen = (int64_t)latency + max_block;
+    w->dlen = (int64_t)latency + inner + max_block;
     int ok = 1;
     w->in = rt_calloc((size_t)(nch * w->cap), sizeof(float), &ok);
     w->out = rt_calloc((size_t)(nch * w->cap), sizeof(float), &ok);
@@ -93,7 +95,16 @@ void rt_worker_reset(rt_worker *w)
     while (sem_trywait(&w->wake) == 0) {}
 }
 
-int32_t rt_worker_latency(const rt_worker *w) { return w ? w->latency : 0; }
+int32_t rt_worker_latency(const rt_worker *w) { return w ? w->latency + w->inner : 0; }
+
+/* The dry input for the output sample whose ring position is s + j: the input
+ * latency + inner frames back (silence before the first input). */
+static inline float rt_dry(const rt_worker *w, int32_t c, uint64_t s, int32_t j)
+{
+    const uint64_t at = s + (uint64_t)j;
+    if (at < (uint64_t)w->inner) return 0.0f;
+    return w->dry[c * w->dlen + (int64_t)((at - (uint64_t)w->inner) % (uint64_t)w->dlen)];
+}
 
 void rt_worker_get_counters(const rt_worker *w, rt_worker_counters *out)
 {
@@ -173,7 +184,6 @@ static void rt_pull(rt_worker *w, float *io, int32_t nch, int32_t stride, int32_
         if (m > n - i) m = n - i;
         const uint64_t have = __atomic_load_n(&w->stamp[chunk % (uint64_t)w->nslots],
                                               __ATOMIC_ACQUIRE);
-        const int64_t doff = (int64_t)(s % (uint64_t)w->dlen);   /* m never wraps both */
         if (have == chunk + 1) {
             const int64_t off = (int64_t)(s % (uint64_t)w->cap);
             float mix = w->mix;
@@ -186,8 +196,7 @@ static void rt_pull(rt_worker *w, float *io, int32_t nch, int32_t stride, int32_
                 }
                 float g = mix;
                 for (int32_t j = 0; j < m; j++) {
-                    int64_t dj = (doff + j) % w->dlen;
-                    float d = w->dry[c * w->dlen + dj];
+                    float d = rt_dry(w, c, s, j);
                     g = g + step < 1.0f ? g + step : 1.0f;
                     x[j] = d + g * (wet[j] - d);
                 }
@@ -199,8 +208,7 @@ static void rt_pull(rt_worker *w, float *io, int32_t nch, int32_t stride, int32_
         } else {
             for (int32_t c = 0; c < nch; c++) {
                 float *x = io + (int64_t)c * stride + i;
-                for (int32_t j = 0; j < m; j++)
-                    x[j] = w->dry[c * w->dlen + (doff + j) % w->dlen];
+                for (int32_t j = 0; j < m; j++) x[j] = rt_dry(w, c, s, j);
             }
             w->mix = 0.0f;
             w->c.miss_samples += (uint64_t)m;

@@ -33,9 +33,13 @@ typedef struct rt_worker_counters {
     uint64_t miss_blocks;     /* audio blocks with at least one missed sample */
 } rt_worker_counters;
 
-/* Control thread.  Returns NULL (and an errno in *err) on bad sizes or no memory. */
-rt_worker *rt_worker_new(int32_t nch, int32_t hop, int32_t latency, int32_t max_block,
-                         int32_t npar, int32_t fade, int *err);
+/* Control thread.  Returns NULL (and an errno in *err) on bad sizes or no memory.
+ * inner: frames by which the worker's own algorithm delays its output (a
+ * model's lookahead); the dry fallback is delayed by latency + inner so it
+ * stays aligned with the worker's output, and rt_worker_latency reports the
+ * sum. */
+rt_worker *rt_worker_new(int32_t nch, int32_t hop, int32_t latency, int32_t inner,
+                         int32_t max_block, int32_t npar, int32_t fade, int *err);
 void rt_worker_free(rt_worker *w);
 /* Forget all audio (positions, rings, dry line, counters).  Audio stopped. */
 void rt_worker_reset(rt_worker *w);
