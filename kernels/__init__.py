@@ -7,7 +7,8 @@ project.
 """
 from __future__ import annotations
 
-NAMES = ("biquad", "gain", "compressor", "limiter", "delay", "loudness", "master", "denoise")
+NAMES = ("biquad", "gain", "compressor", "limiter", "delay", "loudness", "master", "denoise",
+         "balance")
 # kernels that exist in C only so far
 C_ONLY = ("loudness", "master")
 IMPLS = ("c", "numba")

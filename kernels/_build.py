@@ -11,7 +11,7 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 C_DIR = HERE / "c"
 SOURCES = ["biquad.c", "gain.c", "compressor.c", "limiter.c", "delay.c", "loudness.c", "master.c",
-           "denoise.c"]
+           "denoise.c", "balance.c"]
 CFLAGS = ["-O3", "-fno-math-errno", "-std=c11", "-Wall", "-Wextra"]
 
 

@@ -23,6 +23,9 @@ LM_BINS = 10000
 MS_HDR = 24
 MS_LANES = 10
 DN_HDR = 16
+BAL_HDR = 16
+BAL_Q = 4.32
+BAL_SHELF_Q = 0.7071067811865476
 DN_FRAME_HOPS = 4
 
 
@@ -342,3 +345,138 @@ def denoise_reset(st: np.ndarray) -> None:
     st[4:6] = 0.0
     st[9:16] = 0.0
     st[DN_HDR + n + 2 * h:] = 0.0
+
+
+# ---- balance ----------------------------------------------------------------------
+def balance_bands(sample_rate: float) -> np.ndarray:
+    """Third-octave band centres (base 10) from 40 Hz to 16 kHz, those whose
+    upper edge stays under 0.45 fs."""
+    fc = 1000.0 * 10.0 ** (np.arange(-14, 13) / 10.0)
+    return fc[fc * 10 ** 0.05 < 0.45 * sample_rate]
+
+
+def balance_fft(sample_rate: float) -> int:
+    """Analysis frame: a power of two near 0.34 s (16384 at 48 kHz)."""
+    return int(min(16384, max(1024, 2 ** round(np.log2(0.34 * sample_rate)))))
+
+
+def balance_sections(sample_rate: float, gains_db) -> list[tuple]:
+    """The balance cascade for command gains (dB per band): a low shelf, peaks,
+    a high shelf (as kernels/c/balance.c builds it)."""
+    from .design import section
+    fc = balance_bands(sample_rate)
+    out = []
+    for j, (f, g) in enumerate(zip(fc, gains_db)):
+        kind = "lowshelf" if j == 0 else ("highshelf" if j == fc.size - 1 else "peak")
+        q = BAL_SHELF_Q if kind != "peak" else BAL_Q
+        out.append(section(kind, f, sample_rate, q, float(g)))
+    return out
+
+
+def balance_interaction(sample_rate: float, g0: float = 6.0) -> np.ndarray:
+    """Interaction matrix: response (dB, per dB of command) of each band's
+    filter at every band centre."""
+    from .design import response
+    fc = balance_bands(sample_rate)
+    b = np.empty((fc.size, fc.size))
+    for j in range(fc.size):
+        g = np.zeros(fc.size)
+        g[j] = g0
+        sec = [balance_sections(sample_rate, g)[j]]
+        b[:, j] = 20 * np.log10(np.abs(response(sec, fc, sample_rate))) / g0
+    return b
+
+
+def balance_state(nch: int, sample_rate: float, target_db) -> np.ndarray:
+    """A balance state with its FFTW plan (destroyed with the array);
+    ``target_db`` holds the target level of every band of ``balance_bands``."""
+    from ._ck import ffi, lib
+    fc = balance_bands(sample_rate)
+    nb = fc.size
+    n = balance_fft(sample_rate)
+    h = n // 4
+    k = n // 2 + 1
+    casc_a = biquad_state(nch, nb, sample_rate)
+    casc_b = biquad_state(1, nb, sample_rate)
+    body = (n + nch * n + 2 * k + n + (nb + 1) + nb + 4 * nb + nb * nb + 6 * nb + 5 * nb
+            + 2 * k + 5 * nb)
+    off_a = BAL_HDR + body
+    off_b = off_a + casc_a.size
+    st = np.zeros(off_b + casc_b.size, dtype=np.float64)
+    st[0], st[1], st[2], st[3] = sample_rate, nch, n, h
+    st[7], st[8] = nb, BAL_Q
+    st[12], st[13] = off_a, off_b
+    o = BAL_HDR
+    st[o:o + n] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)        # Hann
+    o += n + nch * n + 2 * k + n
+    lo = np.round(fc * 10 ** -0.05 * n / sample_rate)
+    hi = np.maximum(np.round(fc * 10 ** 0.05 * n / sample_rate), lo + 1)
+    edges = np.append(lo, hi[-1])
+    edges[1:-1] = np.maximum(edges[1:-1], lo[1:])
+    st[o:o + nb + 1] = edges
+    o += nb + 1
+    st[o:o + nb] = np.asarray(target_db, dtype=np.float64)
+    o += nb
+    w = 2 * np.pi * fc / sample_rate
+    st[o:o + 4 * nb] = np.stack([np.cos(w), np.sin(w), np.cos(2 * w), np.sin(2 * w)],
+                                axis=1).reshape(-1)
+    o += 4 * nb
+    st[o:o + nb * nb] = np.linalg.inv(balance_interaction(sample_rate)).reshape(-1)
+    st[off_a:off_b] = casc_a
+    st[off_b:] = casc_b
+    _balance_flat(st)[:] = np.asarray(balance_sections(sample_rate, np.zeros(nb))).reshape(-1)
+    ptr = ffi.cast("double *", st.ctypes.data)
+    with _PLANNER:
+        if lib.rtk_bal_plan(ptr) != 0:
+            raise MemoryError("FFTW could not plan the balance analysis")
+    weakref.finalize(st, _bal_unplan, int(ffi.cast("uintptr_t", ptr)))
+    balance_reset(st)
+    return st
+
+
+def _bal_unplan(address: int) -> None:
+    from ._ck import ffi, lib
+    with _PLANNER:
+        lib.rtk_bal_unplan(ffi.cast("double *", address))
+
+
+def balance_regions(st: np.ndarray) -> dict[str, np.ndarray]:
+    """Views of a balance state: target, measured power, correction and
+    command gains (each (2, bands): linked or mid, then side)."""
+    nch, n, nb = int(st[1]), int(st[2]), int(st[7])
+    k = n // 2 + 1
+    o = BAL_HDR + n + nch * n + 2 * k + n + nb + 1
+    target = st[o:o + nb]
+    o += nb + 4 * nb + nb * nb
+    meas = st[o:o + 2 * nb].reshape(2, nb)
+    corr = st[o + 2 * nb:o + 4 * nb].reshape(2, nb)
+    cmd = st[o + 4 * nb:o + 6 * nb].reshape(2, nb)
+    return {"target": target, "measured": meas, "correction": corr, "command": cmd}
+
+
+def _balance_flat(st: np.ndarray) -> np.ndarray:
+    """The cascade at 0 dB (5 coefficients per band), kept for reset()."""
+    nb = int(st[7])
+    return st[int(st[12]) - 5 * nb:int(st[12])]
+
+
+def balance_reset(st: np.ndarray) -> None:
+    """Forget all audio: flat cascades, nothing measured."""
+    nch, n = int(st[1]), int(st[2])
+    st[4:6] = 0.0
+    st[9:12] = 0.0
+    st[14] = 0.0
+    st[BAL_HDR + n:BAL_HDR + n + nch * n] = 0.0
+    nb, k = int(st[7]), n // 2 + 1
+    o = BAL_HDR + n + nch * n + 2 * k + n + nb + 1 + nb + 4 * nb + nb * nb
+    st[o:o + 6 * nb] = 0.0                       # measured, correction, command
+    off_a, off_b = int(st[12]), int(st[13])
+    flat = _balance_flat(st)
+    for casc in (st[off_a:off_b], st[off_b:]):
+        # the sections at 0 dB (not the identity coefficients): a ramp to a new
+        # gain then moves smoothly in level, not all at its very end
+        blob = biquad_blob(casc)
+        blob[0] = -1.0
+        blob[1] = 0.0
+        blob[2:] = flat
+        biquad_reset(casc)

@@ -70,12 +70,46 @@ def _cmd_render(args) -> int:
     return 0
 
 
+def _cmd_balance_learn(args) -> int:
+    from .balancing import learn
+    curve = learn(args.reference, args.curve)
+    print(f"wrote {args.curve}: {len(curve.freqs)} third-octave bands from {args.reference} "
+          f"({min(curve.levels_db):+.1f} .. {max(curve.levels_db):+.1f} dB)", file=sys.stderr)
+    return 0
+
+
+def _cmd_balance_plot(args) -> int:
+    import soundfile as sf
+
+    from .audio import open_input
+    from .balancing import distance_db, plot
+    from .engine import Engine
+    with open_input(args.input) as f:
+        sr = f.samplerate
+        x = f.read(dtype="float32", always_2d=True).T
+    engine = Engine([{"plugin": "balance", "options": {"target": args.target},
+                      "params": {"max_boost_db": args.max_boost, "max_cut_db": args.max_cut,
+                                 "speed_s": args.speed}}],
+                    sample_rate=sr, block_size=1024, channels=x.shape[0])
+    y = engine.render(x)
+    curve = engine.stages[0].processor.curve
+    settle = min(x.shape[1] // 2, int(3 * args.speed * sr))
+    before = distance_db(x[:, settle:], sr, curve)
+    after = distance_db(y[:, settle:], sr, curve)
+    print(f"distance to {curve.name} after {settle / sr:.1f} s of settling: {before:.2f} dB RMS "
+          f"before, {after:.2f} dB RMS after", file=sys.stderr)
+    if args.output:
+        sf.write(args.output, y.T, sr)
+    print(f"plot: {plot(x[:, settle:], y[:, settle:], sr, curve, args.png)}", file=sys.stderr)
+    return 0
+
+
 def _cmd_master(args) -> int:
     from .mastering import format_report, master_file, plot
     report = master_file(args.input, args.output, target=args.target, ceiling=args.ceiling,
                          reference=args.reference, subtype=args.subtype,
-                         progress=lambda msg: print(f"rtengine master: {msg}",
-                                                    file=sys.stderr))
+                         balance=not args.no_balance,
+                         progress=lambda msg: print(f"rtengine master: {msg}", file=sys.stderr))
     print(format_report(report))
     if args.plot:
         print(f"plot: {plot(report, args.plot)}", file=sys.stderr)
@@ -290,6 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subtype", default=None,
                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     p.set_defaults(func=_cmd_render)
+    p = sub.add_parser("balance", help="EQ balancing: learn a target curve, plot a correction")
+    bsub = p.add_subparsers(dest="balance_cmd", required=True)
+    q = bsub.add_parser("learn", help="measure a reference file's long-term spectrum into a "
+                                      "curve file (TOML) for the balance stage's target option")
+    q.add_argument("reference")
+    q.add_argument("curve")
+    q.set_defaults(func=_cmd_balance_learn)
+    q = bsub.add_parser("plot", help="balance a file and plot its spectrum before and after "
+                                     "against the target (PNG)")
+    q.add_argument("input")
+    q.add_argument("png")
+    q.add_argument("--target", default="pink",
+                   help="built-in curve (pink, music, warm, bright) or curve file")
+    q.add_argument("--max-boost", type=float, default=6.0, help="dB (default 6)")
+    q.add_argument("--max-cut", type=float, default=6.0, help="dB (default 6)")
+    q.add_argument("--speed", type=float, default=8.0, help="averaging time in s (default 8)")
+    q.add_argument("--output", default=None, help="also write the balanced audio")
+    q.set_defaults(func=_cmd_balance_plot)
     p = sub.add_parser("master", help="master a file in one step: loudness to a target, "
                                       "glue compression, true-peak limiting; prints a report")
     p.add_argument("input")
@@ -301,7 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None,
                    help="a finished track whose loudness to match")
     p.add_argument("--plot", default=None, metavar="PNG",
-                   help="write short-term loudness before/after against the target")
+                   help="write short-term loudness and spectrum before/after against the "
+                        "targets")
+    p.add_argument("--no-balance", action="store_true",
+                   help="loudness, compression and limiting only: no EQ balancing")
     p.add_argument("--subtype", default=None,
                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
     p.set_defaults(func=_cmd_master)

@@ -1,7 +1,12 @@
 """One-step mastering of a file: ``rtengine master IN OUT``.
 
-The chain is the ``master`` stage (glue compressor and true-peak limiter) with
-its auto gain off: the input's integrated loudness is measured first, the gain
+The chain is a ``balance`` stage then the ``master`` stage (glue compressor
+and true-peak limiter) with its auto gain off.  The input's long-term
+third-octave spectrum is measured first and the balance stage applies one
+fixed, bounded correction toward the target curve over the whole file (the
+reference's own spectrum with ``--reference``; otherwise the built-in "music"
+curve at half strength, at most 4 dB either way).  Its integrated loudness is
+measured next, the gain
 that reaches the target is set, the file is rendered and measured again, and
 the gain corrected (secant steps, at most ``MAX_PASSES`` renders) until the
 output is within ``TOLERANCE_LU`` of the target.  The gain is constant over
@@ -13,10 +18,13 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
-from . import provenance
+from kernels import layout
+
+from . import balancing, provenance
 from .audio import open_input, render_file
 from .chain import Chain
 from .engine import Engine
@@ -29,14 +37,20 @@ BLOCK = 4096
 GAIN_RANGE = 48.0                  # the master stage's gain_db range
 
 
-def master_chain(gain_db: float, target: float, ceiling: float) -> Chain:
-    return Chain.from_list([{"plugin": "master", "params": {
-        "auto": False, "gain_db": max(-GAIN_RANGE, min(GAIN_RANGE, gain_db)), "target_lufs": target,
-        "ceiling_db": ceiling}}], source="<rtengine master>")
+def master_chain(gain_db: float, target: float, ceiling: float, balance: dict | None,
+                 curve_file: str | None) -> Chain:
+    stages = []
+    if balance is not None:
+        stages.append({"plugin": "balance", "params": dict(balance, freeze=True),
+                       "options": {"target": curve_file or "music"}})
+    stages.append({"plugin": "master", "params": {
+        "auto": False, "gain_db": max(-GAIN_RANGE, min(GAIN_RANGE, gain_db)),
+        "target_lufs": target, "ceiling_db": ceiling}})
+    return Chain.from_list(stages, source="<rtengine master>")
 
 
 def master_file(in_path, out_path, target: float | None = None, ceiling: float = -1.0,
-                reference=None, subtype: str | None = None,
+                reference=None, subtype: str | None = None, balance: bool = True,
                 progress: Callable[[str], None] | None = None) -> dict:
     """Master ``in_path`` into ``out_path``; returns the report (also written,
     with the chain and the input hashes, to the provenance sidecar).
@@ -59,7 +73,19 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
     target = -14.0 if target is None else float(target)
     with open_input(in_path) as f:
         sr, ch = f.samplerate, f.channels
+        audio = f.read(dtype="float32", always_2d=True).T
     out_path = Path(out_path)
+    bal_params, curve_file, spectrum = None, None, None
+    workdir = tempfile.TemporaryDirectory(prefix="rtengine-master-")
+    if balance:
+        spectrum = balancing.band_spectrum(audio, sr)[1]
+        if reference is not None:
+            curve_file = str(Path(workdir.name) / "reference-curve.toml")
+            balancing.learn(reference, curve_file)
+            bal_params = {"amount": 1.0, "max_boost_db": 6.0, "max_cut_db": 6.0}
+        else:
+            bal_params = {"amount": 0.5, "max_boost_db": 4.0, "max_cut_db": 4.0}
+    del audio
     tmp = out_path.with_name(f".{out_path.stem}.pass{out_path.suffix or '.wav'}")
     gains, louds = [], []
     gain = target - before.integrated
@@ -67,8 +93,10 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
     engine = None
     try:
         for k in range(MAX_PASSES):
-            engine = Engine(master_chain(gain, target, ceiling), sample_rate=sr,
-                            block_size=BLOCK, channels=ch)
+            engine = Engine(master_chain(gain, target, ceiling, bal_params, curve_file),
+                            sample_rate=sr, block_size=BLOCK, channels=ch)
+            if spectrum is not None:
+                correction = engine.stages[0].processor.preset(spectrum)
             render_file(engine, in_path, tmp, subtype=subtype)
             after = measure_file(tmp)
             gains.append(gain)
@@ -90,6 +118,7 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
     finally:
         if tmp.exists():
             tmp.unlink()
+        workdir.cleanup()
     report = {
         "input": str(in_path), "output": str(out_path), "target_lufs": target,
         "ceiling_dbtp": ceiling, "gain_db": round(gains[-1], 3), "passes": len(gains),
@@ -97,6 +126,13 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
     }
     if ref is not None:
         report["reference"] = {"path": str(reference), **ref.as_dict()}
+    if spectrum is not None:
+        report["balance"] = {
+            "target": "reference" if reference is not None else "music (half strength)",
+            "bands_hz": [round(float(f), 1) for f in layout.balance_bands(sr)],
+            "correction_db": [round(float(c), 2) for c in correction],
+            "target_db": [round(float(v), 2) for v in
+                          engine.stages[0].processor.curve.at(layout.balance_bands(sr))]}
     inputs = [("input", in_path)] + ([("reference", reference)] if reference is not None else [])
     report["provenance"] = str(provenance.write(
         out_path, command="rtengine master", inputs=inputs, chains={"master": engine},
@@ -121,6 +157,10 @@ def format_report(r: dict) -> str:
     if "reference" in r:
         lines.append(f"reference {r['reference']['path']}: "
                      f"{r['reference']['integrated']:.2f} LUFS")
+    if "balance" in r:
+        c = r["balance"]["correction_db"]
+        lines.append(f"balance toward {r['balance']['target']}: {max(c):+.1f} dB most boost, "
+                     f"{min(c):+.1f} dB most cut over {len(c)} third-octave bands")
     return "\n".join(lines)
 
 
@@ -144,7 +184,9 @@ def short_term_curve(path, step_s: float = 0.1):
 
 
 def plot(report: dict, png) -> Path:
-    """Short-term loudness before and after against the target (PNG)."""
+    """Short-term loudness before and after against the target and, when the
+    file was balanced, the long-term spectrum before and after against the
+    balance target (PNG)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -152,7 +194,9 @@ def plot(report: dict, png) -> Path:
     except ImportError:
         raise AudioFormatError("--plot needs matplotlib: pip install matplotlib") from None
     import numpy as np
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    panels = 2 if "balance" in report else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4), dpi=100, squeeze=False)
+    ax = axes[0][0]
     for label, path in (("before", report["input"]), ("after", report["output"])):
         t, s = short_term_curve(path)
         ax.plot(t, np.where(np.isfinite(s), s, np.nan), label=f"{label} (short-term)")
@@ -160,10 +204,25 @@ def plot(report: dict, png) -> Path:
                label=f"target {report['target_lufs']:.1f} LUFS")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("loudness (LUFS)")
-    ax.set_title(f"rtengine master: gain {report['gain_db']:+.2f} dB, true peak "
+    ax.set_title(f"gain {report['gain_db']:+.2f} dB, true peak "
                  f"{report['after']['true_peak_db']:.2f} dBTP")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    if panels == 2:
+        import soundfile as sf
+        ax = axes[0][1]
+        bal = report["balance"]
+        for label, path in (("before", report["input"]), ("after", report["output"])):
+            x, sr = sf.read(path, dtype="float32", always_2d=True)
+            fc, s = balancing.band_spectrum(x.T, sr)
+            ax.semilogx(fc, s - s.mean(), "o-", ms=3, label=label)
+        tgt = np.array(bal["target_db"])
+        ax.semilogx(bal["bands_hz"], tgt - tgt.mean(), "k--", label=f"target ({bal['target']})")
+        ax.set_xlabel("frequency (Hz), third-octave bands")
+        ax.set_ylabel("level (dB, mean removed)")
+        ax.set_title("long-term spectrum")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
     fig.tight_layout()
     fig.savefig(png)
     plt.close(fig)

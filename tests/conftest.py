@@ -25,6 +25,8 @@ EXERCISE = {
     "limiter": {"ceiling_db": -6.0, "release_ms": 30.0, "input_gain_db": 3.0},
     "pyo": {"size": 0.7, "mix": 0.4},
     "vst3": {"threshold_db": -30.0, "ratio": 6.0, "attack_ms": 2.0},
+    "balance": {"speed_s": 0.5, "max_boost_db": 9.0, "mid_side": True},
+    "denoise": {"adapt_s": 0.5, "floor_db": -25.0},
     "master": {"gain_db": 9.0, "glue_threshold_db": -24.0, "glue_ratio": 3.0,
                "ceiling_db": -3.0, "release_ms": 40.0},
 }

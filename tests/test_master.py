@@ -51,7 +51,7 @@ def renders():
            for seed in (1, 2, 3, 4, 5)}
     out["fluidsynth-48k"] = (render_piece(6, 12.0, 48000)["mix"], 48000)
     out.update({
-        "quiet": (music(12, SR, seed=3) * 0.1, SR),
+        "quiet": (music(12, SR, seed=3) * 0.2, SR),
         "hot": (np.clip(music(12, SR, seed=4) * 1.6, -1, 1), SR),
         "dynamic": (quiet_then_loud, SR),
         "pad": (pad, SR),
@@ -93,13 +93,14 @@ def test_master_cli_report_and_provenance(material, tmp_path):
                         "--target", "-14", "--plot", str(png)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    for word in ("integrated", "loudness range", "true peak", "gain applied"):
+    for word in ("integrated", "loudness range", "true peak", "gain applied", "balance toward"):
         assert word in r.stdout, f"report lacks {word!r}:\n{r.stdout}"
     assert png.stat().st_size > 10_000
     side = json.loads(sidecar_path(out).read_text())
     assert side["inputs"][0]["sha256"] == sha256(src)
     assert side["output"]["sha256"] == sha256(out)
-    (stage,) = side["chains"]["master"]["stages"]
+    balance, stage = side["chains"]["master"]["stages"]
+    assert balance["plugin"] == "balance" and balance["params"]["freeze"] is True
     assert stage["plugin"] == "master"
     assert set(stage["params"]) == {p.id for p in rtengine.plugins()["master"].params}
     assert side["report"]["after"]["integrated"] == pytest.approx(-14.0, abs=0.5)

@@ -189,4 +189,40 @@ void rtk_denoise(double *state, float *io, int32_t nch, int32_t stride,
 int32_t rtk_dn_plan(double *state);
 void rtk_dn_unplan(double *state);
 
+/* ---- balance: real-time EQ balancing toward a target spectrum ------------
+ * Analysis (FFTW r2c, Hann window of N samples, about 0.34 s, every H = N/4)
+ * of the input's long-term spectrum in 27 third-octave bands (40 Hz..16 kHz;
+ * bands above 0.45 fs stay flat): band powers averaged in power with the time
+ * constant speed_s, skipped while the input is silent or `freeze` is on.  The
+ * correction per band is target minus measured (its mean over the bands
+ * removed: the overall level is left alone), times `amount`, clamped to
+ * [-max_cut_db, max_boost_db]; a cascade of filters at the band centres
+ * realises it (proportional-Q peaks; shelves at the two end bands, so a
+ * correction carries on beyond the range) (command gains from the inverse interaction
+ * matrix plus two refinements against the cascade's exact response), and
+ * ramps to new coefficients over one hop (no zipper noise).  Zero latency.
+ * With `mid_side` on (stereo), mid and side are measured and corrected apart.
+ * state header:
+ *   [0] sr, [1] nch, [2] N, [3] H, [4] samples into the hop, [5] frames,
+ *   [6] r2c plan (pointer stored bitwise), [7] bands, [8] Q,
+ *   [9] frames averaged (mid / linked), [10] frames averaged (side),
+ *   [11] generation, [12] offset of cascade A (linked or mid),
+ *   [13] offset of cascade B (side), [14] mid/side of the last frame,
+ *   [15] reserved
+ * then: window (N), input per channel (N each), spectrum (2 (N/2 + 1)),
+ *       frame (N), band edges in bins (bands + 1), target dB (bands),
+ *       centre phasors cos w, sin w, cos 2w, sin 2w (4 bands),
+ *       inverse interaction matrix (bands^2), measured power (2 bands),
+ *       correction dB (2 bands), command gains dB (2 bands), peaking
+ *       coefficients (5 bands), power spectra (2 (N/2 + 1)), then the two
+ *       cascades (rtk_biquad states: A for nch channels, B for one).
+ * par: 0 amount (0..1), 1 max_boost_db, 2 max_cut_db, 3 speed_s, 4 freeze,
+ *      5 mid_side */
+#define RTK_BAL_HDR 16
+#define RTK_BAL_SHELF_Q 0.7071067811865476
+void rtk_balance(double *state, float *io, int32_t nch, int32_t stride,
+                 int32_t nframes, const float *par, int32_t pstride);
+int32_t rtk_bal_plan(double *state);
+void rtk_bal_unplan(double *state);
+
 #endif

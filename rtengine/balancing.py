@@ -1,0 +1,168 @@
+"""Balance targets and measurements: the curves the ``balance`` stage aims at,
+learning a curve from a reference file, third-octave spectra and the plot of
+``rtengine balance plot``.
+
+A curve is a level in dB per frequency (only its shape matters: the stage
+leaves the overall level alone), interpolated linearly over log frequency and
+held flat beyond its ends.  Curve files are TOML::
+
+    # rtengine balance curve
+    name = "reference.wav"
+    bands_hz = [39.8, 50.1, ...]
+    level_db = [2.1, 1.7, ...]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kernels import layout
+
+from .errors import AudioFormatError, PluginError
+
+
+@dataclass(frozen=True)
+class Curve:
+    name: str
+    freqs: tuple[float, ...]
+    levels_db: tuple[float, ...]
+
+    def at(self, freqs) -> np.ndarray:
+        f = np.log10(np.asarray(freqs, dtype=float))
+        return np.interp(f, np.log10(self.freqs), self.levels_db)
+
+
+def _builtin(name: str, fn) -> Curve:
+    f = np.geomspace(20.0, 20000.0, 61)
+    return Curve(name, tuple(f), tuple(float(fn(x)) for x in f))
+
+
+def _music(f: float) -> float:
+    bass = 3.0 * min(1.0, max(0.0, math.log2(200.0 / f) / math.log2(200.0 / 50.0))) \
+        if f < 200.0 else 0.0
+    top = -2.0 * math.log2(f / 2000.0) if f > 2000.0 else 0.0
+    return bass + top
+
+
+CURVES = {
+    "pink": _builtin("pink", lambda f: 0.0),
+    "music": _builtin("music", _music),
+    "warm": _builtin("warm", lambda f: -1.5 * math.log2(f / 1000.0)),
+    "bright": _builtin("bright", lambda f: 1.5 * math.log2(f / 1000.0)),
+}
+
+
+def load_target(target: str) -> Curve:
+    """A built-in curve by name, or a curve file."""
+    if target in CURVES:
+        return CURVES[target]
+    path = Path(target)
+    if not path.exists():
+        raise PluginError(f"balance target {target!r} is neither a built-in curve "
+                          f"({', '.join(CURVES)}) nor an existing curve file; make one with "
+                          "rtengine balance learn REF.wav CURVE.toml")
+    import tomllib
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        freqs = [float(x) for x in doc["bands_hz"]]
+        levels = [float(x) for x in doc["level_db"]]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise PluginError(f"{path}: not a balance curve ({type(exc).__name__}: {exc}); it needs "
+                          "bands_hz and level_db lists of numbers") from None
+    if len(freqs) != len(levels) or len(freqs) < 2:
+        raise PluginError(f"{path}: bands_hz and level_db must be lists of the same length "
+                          f"(at least 2), got {len(freqs)} and {len(levels)}")
+    if any(not math.isfinite(v) for v in freqs + levels) or any(f <= 0 for f in freqs) \
+            or any(b <= a for a, b in zip(freqs, freqs[1:])):
+        raise PluginError(f"{path}: bands_hz must be positive and increasing and every value "
+                          "finite")
+    return Curve(str(doc.get("name", path.stem)), tuple(freqs), tuple(levels))
+
+
+def band_spectrum(x: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(band centres, long-term power per third-octave band in dB) of a
+    (channels, frames) or mono signal, with the stage's analysis (Hann
+    frames, quarter hops, silent frames left out); channels are summed."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    fc = layout.balance_bands(sample_rate)
+    n = layout.balance_fft(sample_rate)
+    h = n // 4
+    lo = np.round(fc * 10 ** -0.05 * n / sample_rate).astype(int)
+    hi = np.maximum(np.round(fc * 10 ** 0.05 * n / sample_rate).astype(int), lo + 1)
+    edges = np.append(lo, hi[-1])
+    edges[1:-1] = np.maximum(edges[1:-1], lo[1:])
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+    if x.shape[1] < n:
+        x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
+    acc = np.zeros(fc.size)
+    frames = 0
+    for a in range(0, x.shape[1] - n + 1, h):
+        seg = x[:, a:a + n]
+        if np.mean(seg ** 2) < 1e-7:
+            continue
+        p = (np.abs(np.fft.rfft(seg * win, axis=1)) ** 2).sum(axis=0)
+        acc += np.array([p[edges[b]:edges[b + 1]].sum() for b in range(fc.size)])
+        frames += 1
+    if frames == 0:
+        raise AudioFormatError("the signal is silent (every frame under -70 dBFS); there is "
+                               "no spectrum to measure")
+    return fc, 10 * np.log10(acc / frames + 1e-30)
+
+
+def learn(ref_path, curve_path) -> Curve:
+    """Measure a reference file's long-term spectrum and write it as a curve."""
+    from .audio import open_input
+    from .provenance import sha256
+    with open_input(ref_path) as f:
+        sr = f.samplerate
+        x = f.read(dtype="float32", always_2d=True).T
+    fc, level = band_spectrum(x, sr)
+    level = level - level.mean()
+    lines = ["# rtengine balance curve: long-term third-octave spectrum (dB, mean removed)",
+             f"# learnt from {Path(ref_path).name} (sha256 {sha256(ref_path)})",
+             f'name = "{Path(ref_path).name}"',
+             "bands_hz = [" + ", ".join(f"{v:.1f}" for v in fc) + "]",
+             "level_db = [" + ", ".join(f"{v:.2f}" for v in level) + "]", ""]
+    Path(curve_path).write_text("\n".join(lines), encoding="utf-8")
+    return load_target(str(curve_path))
+
+
+def plot(before: np.ndarray, after: np.ndarray, sample_rate: float, curve: Curve, png,
+         title: str = "") -> Path:
+    """Third-octave spectra before and after against the target (each shifted
+    to the same mean), as a PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AudioFormatError("plotting needs matplotlib: pip install matplotlib") from None
+    fc, b = band_spectrum(before, sample_rate)
+    _, a = band_spectrum(after, sample_rate)
+    t = curve.at(fc)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    ax.semilogx(fc, b - b.mean(), "o-", label="before")
+    ax.semilogx(fc, a - a.mean(), "o-", label="after")
+    ax.semilogx(fc, t - t.mean(), "k--", label=f"target ({curve.name})")
+    rms_b = float(np.sqrt(np.mean((b - b.mean() - t + t.mean()) ** 2)))
+    rms_a = float(np.sqrt(np.mean((a - a.mean() - t + t.mean()) ** 2)))
+    ax.set_title(title or f"distance to target: {rms_b:.2f} dB RMS before, {rms_a:.2f} after")
+    ax.set_xlabel("frequency (Hz), third-octave bands")
+    ax.set_ylabel("level (dB, mean removed)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return Path(png)
+
+
+def distance_db(x: np.ndarray, sample_rate: float, curve: Curve) -> float:
+    """RMS distance (dB) between a signal's third-octave spectrum and a curve,
+    both with their mean removed."""
+    fc, s = band_spectrum(x, sample_rate)
+    t = curve.at(fc)
+    return float(np.sqrt(np.mean(((s - s.mean()) - (t - t.mean())) ** 2)))
