@@ -9,8 +9,6 @@ from __future__ import annotations
 
 NAMES = ("biquad", "gain", "compressor", "limiter", "delay", "loudness", "master", "denoise",
          "balance")
-# kernels that exist in C only so far
-C_ONLY = ("loudness", "master")
 IMPLS = ("c", "numba")
 
 

@@ -16,7 +16,8 @@ import math
 import numpy as np
 from numba import carray, cfunc, njit, types
 
-from .layout import BQ_HDR, COMP_STATE, DELAY_HDR, LIM_HDR, LIM_TAPS
+from .layout import (BQ_HDR, COMP_STATE, DELAY_HDR, LIM_HDR, LIM_TAPS, LM_BINS, LM_HDR, LM_RING,
+                     LM_TP_TAPS)
 
 SIGNATURE = types.void(types.voidptr, types.CPointer(types.float32),
                        types.int32, types.int32, types.int32,
@@ -518,3 +519,191 @@ def delay(stp, iop, nch, stride, n, parp, pstride):
     st = carray(stp, (DELAY_HDR + nch * (d if d > 0 else 0),), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     delay_core(st, io, nch, stride, n)
+
+
+# ---- loudness meter ---------------------------------------------------------------
+LM_T = LM_TP_TAPS
+LM_NB = LM_BINS
+
+
+@njit(cache=True, nogil=True)
+def _lufs(power):
+    return -0.691 + 10.0 * math.log10(power) if power > 0.0 else -math.inf
+
+
+@njit(cache=True, nogil=True)
+def _lm_bin(level):
+    b = math.floor((level + 70.0) * 100.0)
+    return 0 if b < 0.0 else (LM_NB - 1 if b >= LM_NB else int(b))
+
+
+@njit(cache=True, nogil=True)
+def _lm_first_above(gate):
+    b = math.ceil((gate + 70.0) * 100.0 - 0.5)
+    return 0 if b < 0.0 else (LM_NB if b > LM_NB else int(b))
+
+
+@njit(cache=True, nogil=True)
+def _lm_offsets(st):
+    nch = int(st[1])
+    sub = int(st[2])
+    w = LM_HDR
+    z = w + nch
+    ring = z + 4 * nch
+    taps = ring + LM_RING
+    hist = taps + 3 * LM_T
+    hlen = LM_T - 1 + sub
+    hp = hist + nch * hlen
+    return w, z, ring, taps, hist, hlen, hp, hp + LM_NB, hp + 2 * LM_NB, hp + 3 * LM_NB
+
+
+@njit(cache=True, nogil=True)
+def _lm_sub_done(st):
+    w, z, ring, taps, hist, hlen, hp, hc, sp, sc = _lm_offsets(st)
+    k = int(st[4])
+    st[ring + k % LM_RING] = st[17]
+    st[17] = 0.0
+    done = k + 1
+    st[4] = float(done)
+    pm = 0.0
+    ps = 0.0
+    for j in range(300):
+        idx = done - 1 - j
+        if idx < 0:
+            break
+        e = st[ring + idx % LM_RING]
+        ps += e
+        if j < 40:
+            pm += e
+    pm /= 40.0 * st[2]
+    ps /= 300.0 * st[2]
+    m = _lufs(pm)
+    s = _lufs(ps)
+    st[8] = m
+    st[9] = s
+    if m > st[14]:
+        st[14] = m
+    if s > st[15]:
+        st[15] = s
+    if done % 10:
+        return
+    if done >= 40 and m > -70.0:
+        b = _lm_bin(m)
+        st[hp + b] += pm
+        st[hc + b] += 1.0
+        st[5] += 1.0
+        st[6] += pm
+        b0 = _lm_first_above(_lufs(st[6] / st[5]) - 10.0)
+        p = 0.0
+        cnt = 0.0
+        for b in range(b0, LM_NB):
+            p += st[hp + b]
+            cnt += st[hc + b]
+        st[10] = _lufs(p / cnt) if cnt > 0.0 else -math.inf
+    if done >= 300 and s > -70.0:
+        b = _lm_bin(s)
+        st[sp + b] += ps
+        st[sc + b] += 1.0
+        st[7] += 1.0
+        st[16] += ps
+        b0 = _lm_first_above(_lufs(st[16] / st[7]) - 20.0)
+        cnt = 0.0
+        for b in range(b0, LM_NB):
+            cnt += st[sc + b]
+        if cnt < 1.0:
+            st[11] = 0.0
+            return
+        r10 = math.ceil(0.10 * cnt)
+        r95 = math.ceil(0.95 * cnt)
+        c = 0.0
+        lo = 0.0
+        have_lo = False
+        for b in range(b0, LM_NB):
+            c += st[sc + b]
+            if not have_lo and c >= r10:
+                lo = -70.0 + (b + 0.5) * 0.01
+                have_lo = True
+            if c >= r95:
+                st[11] = -70.0 + (b + 0.5) * 0.01 - lo
+                return
+
+
+@njit(cache=True, nogil=True)
+def loudness_feed(st, io, off, nch, stride, n):
+    """The meter over n frames of io starting at off (pass-through)."""
+    w, z, ring, taps, hist, hlen, hp, hc, sp, sc = _lm_offsets(st)
+    sub = int(st[2])
+    pos = 0
+    while pos < n:
+        fill = int(st[3])
+        m = min(sub - fill, n - pos)
+        acc = 0.0
+        speak = st[13]
+        tpeak = st[12]
+        for c in range(nch):
+            base = off + c * stride + pos
+            zc = z + 4 * c
+            z0, z1, z2, z3 = st[zc], st[zc + 1], st[zc + 2], st[zc + 3]
+            total = 0.0
+            for i in range(m):
+                x = float(io[base + i])
+                y = st[18] * x + z0
+                z0 = st[19] * x - st[21] * y + z1
+                z1 = st[20] * x - st[22] * y
+                u = st[23] * y + z2
+                z2 = st[24] * y - st[26] * u + z3
+                z3 = st[25] * y - st[27] * u
+                total += u * u
+            if not math.isfinite(z0 + z1 + z2 + z3):
+                z0 = z1 = z2 = z3 = 0.0
+                total = 0.0
+            st[zc], st[zc + 1], st[zc + 2], st[zc + 3] = z0, z1, z2, z3
+            acc += st[w + c] * total
+            h = hist + c * hlen
+            nw = h + LM_T - 1 + fill
+            for i in range(m):
+                a = float(io[base + i])
+                if not math.isfinite(a):
+                    a = 0.0
+                st[nw + i] = a
+                if abs(a) > speak:
+                    speak = abs(a)
+            for i in range(m):
+                win = h + fill + i
+                for p in range(3):
+                    f = taps + p * LM_T
+                    s = 0.0
+                    for j in range(LM_T):
+                        s += st[f + j] * st[win + j]
+                    s = abs(s)
+                    if s > tpeak:
+                        tpeak = s
+        if speak > tpeak:
+            tpeak = speak
+        st[12] = tpeak
+        st[13] = speak
+        st[17] += acc if math.isfinite(acc) else 0.0
+        st[3] = float(fill + m)
+        pos += m
+        if fill + m == sub:
+            _lm_sub_done(st)
+            for c in range(nch):
+                h = hist + c * hlen
+                for j in range(LM_T - 1):
+                    st[h + j] = st[h + sub + j]
+            st[3] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def loudness_size(st):
+    nch = int(st[1])
+    sub = int(st[2])
+    return LM_HDR + 5 * nch + LM_RING + 3 * LM_T + nch * (LM_T - 1 + sub) + 4 * LM_NB
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def loudness(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (LM_HDR,), np.float64)
+    st = carray(stp, (loudness_size(hdr),), np.float64)
+    io = carray(iop, ((nch - 1) * stride + n,))
+    loudness_feed(st, io, 0, nch, stride, n)

@@ -11,7 +11,6 @@ class LoudnessMeter(Processor):
     description = ("Loudness meter to EBU R 128: momentary, short-term, integrated (gated), "
                    "loudness range, true peak (4x); the audio passes unchanged")
     kernel = "loudness"
-    impls = ("c",)
 
     def allocate(self, sample_rate, max_block, channels):
         return layout.loudness_state(channels, sample_rate)

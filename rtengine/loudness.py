@@ -49,13 +49,17 @@ def read(state: np.ndarray) -> Loudness:
 
 
 class Meter:
-    """An offline meter fed (channels, frames) float32 audio piece by piece."""
+    """An offline meter fed (channels, frames) float32 audio piece by piece,
+    with the C kernel (``impl="c"``) or its numba twin (``"numba"``)."""
 
-    def __init__(self, sample_rate: float, channels: int):
+    def __init__(self, sample_rate: float, channels: int, impl: str = "c"):
         if channels < 1:
             raise AudioFormatError(f"a loudness meter needs at least one channel, got {channels}")
+        if impl not in ("c", "numba"):
+            raise ValueError(f"unknown kernel implementation {impl!r}; use 'c' or 'numba'")
         from kernels._ck import ffi, lib
         self._ffi, self._lib = ffi, lib
+        self.impl = impl
         self.channels = int(channels)
         self.sample_rate = float(sample_rate)
         self.state = layout.loudness_state(self.channels, self.sample_rate)
@@ -66,8 +70,13 @@ class Meter:
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise AudioFormatError(f"meter: expected ({self.channels}, frames) audio, "
                                    f"got shape {x.shape}")
-        self._lib.rtk_lm_feed(self._sp, self._ffi.cast("float *", x.ctypes.data),
-                              self.channels, x.shape[1], x.shape[1])
+        if self.impl == "numba":
+            from kernels import nb
+            nb.loudness_feed(self.state, x.reshape(-1), 0, self.channels, x.shape[1],
+                             x.shape[1])
+        else:
+            self._lib.rtk_lm_feed(self._sp, self._ffi.cast("float *", x.ctypes.data),
+                                  self.channels, x.shape[1], x.shape[1])
         return self.value
 
     @property
@@ -78,12 +87,12 @@ class Meter:
         layout.loudness_reset(self.state)
 
 
-def measure(x: np.ndarray, sample_rate: float) -> Loudness:
+def measure(x: np.ndarray, sample_rate: float, impl: str = "c") -> Loudness:
     """Loudness of a whole (channels, frames) signal."""
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :]
-    return Meter(sample_rate, x.shape[0]).feed(x)
+    return Meter(sample_rate, x.shape[0], impl).feed(x)
 
 
 def measure_file(path) -> Loudness:

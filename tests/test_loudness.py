@@ -39,8 +39,8 @@ def near(got, want, tol, what):
 
 # ---- Tech 3341 cases 1-6: momentary, short-term, integrated -------------------------
 @pytest.mark.parametrize("level", [-23.0, -33.0])
-def test_3341_cases_1_2_steady_tone(level):
-    r = measure(tone(level, 20.0), SR)
+def test_3341_cases_1_2_steady_tone(level, impl):
+    r = measure(tone(level, 20.0), SR, impl)
     for name in ("momentary", "short_term", "integrated"):
         near(getattr(r, name), level, TOL_LU, f"case {1 if level == -23 else 2} {name}")
 
@@ -50,62 +50,63 @@ def test_3341_cases_1_2_steady_tone(level):
     (4, [(-72, 10), (-36, 10), (-23, 60), (-36, 10), (-72, 10)]),
     (5, [(-26, 20), (-20, 20.1), (-26, 20)]),
 ])
-def test_3341_cases_3_5_gating(case, parts):
-    near(measure(seq(*parts), SR).integrated, -23.0, TOL_LU, f"case {case} integrated")
+def test_3341_cases_3_5_gating(case, parts, impl):
+    near(measure(seq(*parts), SR, impl).integrated, -23.0, TOL_LU, f"case {case} integrated")
 
 
 @pytest.mark.parametrize("channels,levels", [
     (5, [-28, -28, -24, -30, -30]),                 # L R C Ls Rs
     (6, [-28, -28, -24, None, -30, -30]),           # 5.1: the LFE is silent and unweighted
 ])
-def test_3341_case_6_multichannel(channels, levels):
+def test_3341_case_6_multichannel(channels, levels, impl):
     x = np.zeros((channels, 20 * SR), dtype=np.float32)
     for c, db in enumerate(levels):
         if db is not None:
             x[c] = tone(db, 20.0, channels=1)[0]
-    near(measure(x, SR).integrated, -23.0, TOL_LU, f"case 6 ({channels} channels)")
+    near(measure(x, SR, impl).integrated, -23.0, TOL_LU, f"case 6 ({channels} channels)")
 
 
-def _track(x, hop, attr):
+def _track(x, hop, attr, impl):
     """The meter value ``attr`` after every ``hop`` frames."""
-    m, out = Meter(SR, x.shape[0]), []
+    m, out = Meter(SR, x.shape[0], impl), []
     for a in range(0, x.shape[1], hop):
         out.append(getattr(m.feed(x[:, a:a + hop]), attr))
     return np.array(out)
 
 
-def test_3341_case_9_short_term_constant_after_3s():
+def test_3341_case_9_short_term_constant_after_3s(impl):
     x = np.concatenate([seq((-20, 1.34), (-30, 1.66)) for _ in range(20)], axis=1)
-    s = _track(x, SR // 100, "short_term")[300:]            # from 3 s on, every 10 ms
+    s = _track(x, SR // 100, "short_term", impl)[300:]            # from 3 s on, every 10 ms
     err = np.abs(s + 23.0).max()
     assert err <= TOL_LU, f"case 9: short-term strays {err:.3f} LU from -23.0"
 
 
-def test_3341_case_12_momentary_constant_after_1s():
+def test_3341_case_12_momentary_constant_after_1s(impl):
     x = np.concatenate([seq((-20, 0.18), (-30, 0.22)) for _ in range(5)], axis=1)
-    m = _track(x, SR // 100, "momentary")[100:]             # from 1 s on
+    m = _track(x, SR // 100, "momentary", impl)[100:]             # from 1 s on
     err = np.abs(m + 23.0).max()
     assert err <= TOL_LU, f"case 12: momentary strays {err:.3f} LU from -23.0"
 
 
 @pytest.mark.parametrize("case,window,attr", [(10, 3.0, "short_term_max"),
                                               (13, 0.4, "momentary_max")])
-def test_3341_cases_10_13_burst_maximum_at_any_offset(case, window, attr):
+def test_3341_cases_10_13_burst_maximum_at_any_offset(case, window, attr, impl):
     """A burst exactly one window long at -23 dBFS, starting at 20 offsets
     that do not fall on any block grid: the maximum reads -23.0 each time."""
     for k in range(20):
         lead = 0.5 + k * 0.0173
         x = np.concatenate([np.zeros((2, int(lead * SR)), np.float32), tone(-23, window),
                             np.zeros((2, SR), np.float32)], axis=1)
-        near(getattr(measure(x, SR), attr), -23.0, TOL_LU, f"case {case}, offset {lead:.4f} s")
+        near(getattr(measure(x, SR, impl), attr), -23.0, TOL_LU,
+             f"case {case}, offset {lead:.4f} s")
 
 
 @pytest.mark.parametrize("case,window,attr", [(11, 3.0, "short_term_max"),
                                               (14, 0.4, "momentary_max")])
-def test_3341_cases_11_14_successive_maxima(case, window, attr):
+def test_3341_cases_11_14_successive_maxima(case, window, attr, impl):
     """Bursts of one window at -38, -37 ... -19 dBFS in a row, with gaps: after
     each burst the maximum reads that burst's level."""
-    m = Meter(SR, 2)
+    m = Meter(SR, 2, impl)
     gap = np.zeros((2, int(1.3 * SR)), np.float32)
     for level in range(-38, -18):
         m.feed(gap)
@@ -123,9 +124,9 @@ def test_3341_cases_11_14_successive_maxima(case, window, attr):
     (19, 4, 1.41, 45.0, 3.0),
 ])
 @pytest.mark.parametrize("sr", [44100, 48000])
-def test_3341_cases_15_19_true_peak(case, freq_div, amp, phase, want, sr):
+def test_3341_cases_15_19_true_peak(case, freq_div, amp, phase, want, sr, impl):
     x = tone(20 * math.log10(amp), 3.0, sr=sr, f=sr / freq_div, phase_deg=phase, fade=True)
-    r = measure(x, sr)
+    r = measure(x, sr, impl)
     assert want - TP_MINUS <= r.true_peak_db <= want + TP_PLUS, (
         f"case {case} at {sr} Hz: true peak {r.true_peak_db:.3f} dBTP, expected {want} "
         f"+{TP_PLUS}/-{TP_MINUS} (sample peak {r.sample_peak_db:.2f} dBFS)")
@@ -140,8 +141,8 @@ def test_3341_cases_15_19_true_peak(case, freq_div, amp, phase, want, sr):
     (3, [-40, -20], 20.0),
     (4, [-50, -35, -20, -35, -50], 15.0),
 ])
-def test_3342_loudness_range(case, levels, want):
-    r = measure(seq(*[(db, 20.0) for db in levels]), SR)
+def test_3342_loudness_range(case, levels, want, impl):
+    r = measure(seq(*[(db, 20.0) for db in levels]), SR, impl)
     near(r.lra, want, TOL_LRA, f"Tech 3342 case {case} LRA")
 
 
@@ -187,11 +188,12 @@ def test_silence_is_undefined_and_peaks_zero():
 
 # ---- the live path -----------------------------------------------------------------------
 @pytest.mark.parametrize("block", [1, 64, 65, 4096])
-def test_loudness_stage_reads_live_and_passes_audio(block):
+def test_loudness_stage_reads_live_and_passes_audio(block, impl):
     """The meter as a chain stage: audio unchanged, meters readable from the
     engine at any block size and equal to the offline measurement."""
     x = seq((-36, 2), (-23, 6), (-36, 2))
-    e = rtengine.Engine(["loudness"], sample_rate=SR, block_size=block, channels=2)
+    e = rtengine.Engine([{"plugin": "loudness", "impl": impl}], sample_rate=SR,
+                        block_size=block, channels=2)
     y = np.empty_like(x)
     step = 997 if block == 1 else block
     for a in range(0, x.shape[1], step):
