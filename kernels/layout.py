@@ -328,9 +328,21 @@ def denoise_state(nch: int, sample_rate: float) -> np.ndarray:
     with _PLANNER:
         if lib.rtk_dn_plan(ptr) != 0:
             raise MemoryError("FFTW could not plan the denoiser's transforms")
+    # FFTW's execute functions, for the numba kernel (which calls them by address)
+    st[13:15].view(np.int64)[:] = _fftw_execute_addresses()
     weakref.finalize(st, _unplan, int(ffi.cast("uintptr_t", ptr)))
     denoise_reset(st)
     return st
+
+
+def _fftw_execute_addresses() -> tuple[int, int]:
+    """Addresses of fftw_execute_dft_r2c and fftw_execute_dft_c2r in the FFTW
+    library the C kernels are linked with."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("fftw3") or "libfftw3.so.3")
+    return (ctypes.cast(lib.fftw_execute_dft_r2c, ctypes.c_void_p).value,
+            ctypes.cast(lib.fftw_execute_dft_c2r, ctypes.c_void_p).value)
 
 
 def _unplan(address: int) -> None:
@@ -343,7 +355,8 @@ def denoise_reset(st: np.ndarray) -> None:
     """Forget all audio (the plans and the window stay)."""
     n, h = int(st[2]), int(st[3])
     st[4:6] = 0.0
-    st[9:16] = 0.0
+    st[9:13] = 0.0
+    st[15] = 0.0
     st[DN_HDR + n + 2 * h:] = 0.0
 
 

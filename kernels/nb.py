@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import carray, cfunc, njit, types
+from numba.extending import intrinsic
 
-from .layout import (BQ_HDR, COMP_STATE, DELAY_HDR, LIM_HDR, LIM_TAPS, LM_BINS, LM_HDR, LM_RING,
-                     LM_TP_TAPS)
+from .layout import (BQ_HDR, COMP_STATE, DELAY_HDR, DN_HDR, LIM_HDR, LIM_TAPS, LM_BINS, LM_HDR,
+                     LM_RING, LM_TP_TAPS)
 
 SIGNATURE = types.void(types.voidptr, types.CPointer(types.float32),
                        types.int32, types.int32, types.int32,
@@ -707,3 +709,219 @@ def loudness(stp, iop, nch, stride, n, parp, pstride):
     st = carray(stp, (loudness_size(hdr),), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     loudness_feed(st, io, 0, nch, stride, n)
+
+
+# ---- FFTW from numba ------------------------------------------------------------
+# The kernels that transform call FFTW's new-array execute functions through
+# addresses stored in their state (layout.py writes them): a call through a
+# runtime pointer, so the compiled kernels stay cacheable.
+@intrinsic
+def _call3(typingctx, fn, a, b, c):
+    sig = types.void(types.intp, types.intp, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr])
+        f = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(f, [builder.inttoptr(x, ptr) for x in args[1:]])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+# ---- spectral denoiser (kernels/c/denoise.c) -----------------------------------------
+DN_TAU_S, DN_TAU_P, DN_TAU_D, DN_TAU_DD = 0.05, 0.00497, 0.15596, 0.39600
+DN_EPS, DN_DELTA, DN_XI_MIN, DN_BIAS, DN_Q = 1e-30, 5.0, 0.0031622776601683794, 2.0, 0.2
+
+
+@njit(cache=True, nogil=True)
+def _expint_e1(x):
+    if x < 1e-300:
+        x = 1e-300
+    if x <= 1.0:
+        return -math.log(x) - 0.57721566 + x * (0.99999193 + x * (-0.24991055 + x * (
+            0.05519968 + x * (-0.00976004 + x * 0.00107857))))
+    num = x * x + 2.334733 * x + 0.250621
+    den = x * x + 3.330657 * x + 1.681534
+    return num / (den * x) * math.exp(-x)
+
+
+@njit(cache=True, nogil=True)
+def _dn_offsets(st):
+    nch = int(st[1])
+    n = int(st[2])
+    h = int(st[3])
+    k = int(st[8])
+    win = DN_HDR
+    wsyn = win + n
+    chan0 = wsyn + 2 * h
+    bins = chan0 + nch * (n + 3 * h)
+    frame = bins + 7 * k
+    spec = frame + n
+    pw = spec + nch * 2 * k
+    return n, h, k, win, wsyn, chan0, bins, frame, spec, pw
+
+
+@njit(cache=True, nogil=True)
+def _dn_gains(st, amount, floor_db, adapt_s, learn):
+    n, h, k, win, wsyn, chan0, bins, frame, spec, pw = _dn_offsets(st)
+    S, Smin, Stmp, P, lam_, a2, g = (bins, bins + k, bins + 2 * k, bins + 3 * k, bins + 4 * k,
+                                     bins + 5 * k, bins + 6 * k)
+    hop_s = h / st[0]
+    a_s = math.exp(-hop_s / DN_TAU_S)
+    a_p = math.exp(-hop_s / DN_TAU_P)
+    a_d = math.exp(-hop_s / DN_TAU_D)
+    a_dd = math.exp(-hop_s / DN_TAU_DD)
+    first = st[5] < 1.0
+    half = int(0.5 * adapt_s / hop_s)
+    if half < 4:
+        half = 4
+    st[10] = half
+    new_window = False
+    st[9] += 1.0
+    if st[9] >= half:
+        st[9] = 0.0
+        new_window = True
+    if learn:
+        st[12] += 1.0
+    else:
+        st[12] = 0.0
+    for i in range(k):
+        p = st[pw + i]
+        if first:
+            st[S + i] = p + DN_EPS
+            st[Smin + i] = p + DN_EPS
+            st[Stmp + i] = p + DN_EPS
+            st[lam_ + i] = p + DN_EPS
+            st[a2 + i] = 0.0
+            st[P + i] = 0.0
+            continue
+        s = a_s * st[S + i] + (1.0 - a_s) * p
+        st[S + i] = s
+        if learn:
+            st[Smin + i] = s
+            st[Stmp + i] = s
+            st[P + i] = 0.0
+            st[lam_ + i] += (p - st[lam_ + i]) / st[12]
+        else:
+            if new_window:
+                st[Smin + i] = st[Stmp + i] if st[Stmp + i] < s else s
+                st[Stmp + i] = s
+            else:
+                if s < st[Smin + i]:
+                    st[Smin + i] = s
+                if s < st[Stmp + i]:
+                    st[Stmp + i] = s
+            present = 1.0 if s > DN_DELTA * st[Smin + i] else 0.0
+            st[P + i] = a_p * st[P + i] + (1.0 - a_p) * present
+            ad = a_d + (1.0 - a_d) * st[P + i]
+            lam = ad * st[lam_ + i] + (1.0 - ad) * p
+            cap = DN_BIAS * st[Smin + i]
+            st[lam_ + i] = lam if lam < cap else cap
+        if not st[lam_ + i] > DN_EPS:
+            st[lam_ + i] = DN_EPS
+    for i in range(k):                        # smoothed estimate, in the frame buffer
+        a = i - 2 if i - 2 > 0 else 0
+        b = i + 2 if i + 2 < k else k - 1
+        total = 0.0
+        for j in range(i - 2, i + 3):
+            jj = a if j < a else (b if j > b else j)
+            total += st[lam_ + jj]
+        st[frame + i] = 0.2 * total
+    gmin = math.exp(floor_db * LN10_20)
+    ln_gmin = floor_db * LN10_20
+    q_ratio = DN_Q / (1.0 - DN_Q)
+    for i in range(k):
+        lam = st[frame + i]
+        gamma = st[pw + i] / lam
+        xi = a_dd * st[a2 + i] / lam + (1.0 - a_dd) * (gamma - 1.0 if gamma > 1.0 else 0.0)
+        if xi < DN_XI_MIN:
+            xi = DN_XI_MIN
+        w = xi / (1.0 + xi)
+        u = w * gamma
+        gg = w * math.exp(0.5 * _expint_e1(u))
+        if not gg < 1.0:
+            gg = 1.0
+        st[a2 + i] = gg * gg * st[pw + i]
+        pr = 1.0 / (1.0 + q_ratio * (1.0 + xi) * math.exp(-(u if u < 500.0 else 500.0)))
+        lg = pr * math.log(gg if gg > gmin else gmin) + (1.0 - pr) * ln_gmin
+        st[g + i] = math.exp(amount * lg)
+
+
+@njit(cache=True, nogil=True)
+def _dn_frame(st, p_r2c, p_c2r, x_r2c, x_c2r, nch, par, ps, at):
+    n, h, k, win, wsyn, chan0, bins, frame, spec, pw = _dn_offsets(st)
+    base = st.ctypes.data
+    for i in range(k):
+        st[pw + i] = 0.0
+    for c in range(nch):
+        inp = chan0 + c * (n + 3 * h)
+        sp = spec + c * 2 * k
+        for i in range(n):
+            st[frame + i] = st[win + i] * st[inp + i]
+        _call3(x_r2c, p_r2c, base + 8 * frame, base + 8 * sp)
+        for i in range(k):
+            st[pw + i] += st[sp + 2 * i] ** 2 + st[sp + 2 * i + 1] ** 2
+        for i in range(n - h):
+            st[inp + i] = st[inp + h + i]
+    amount = float(par[at])
+    adapt = float(par[2 * ps + at])
+    _dn_gains(st, amount if amount > 0.0 else 0.0, float(par[ps + at]),
+              adapt if adapt > 0.05 else 0.05, par[3 * ps + at] >= 0.5)
+    scale = 1.0 / n
+    tail = n - 2 * h
+    g = bins + 6 * k
+    for c in range(nch):
+        inp = chan0 + c * (n + 3 * h)
+        acc = inp + n
+        out = acc + 2 * h
+        sp = spec + c * 2 * k
+        for i in range(k):
+            st[sp + 2 * i] *= st[g + i]
+            st[sp + 2 * i + 1] *= st[g + i]
+        _call3(x_c2r, p_c2r, base + 8 * sp, base + 8 * frame)
+        for i in range(2 * h):
+            st[acc + i] += st[wsyn + i] * st[frame + tail + i] * scale
+        for i in range(h):
+            v = st[acc + i]
+            st[out + i] = v if math.isfinite(v) else 0.0
+        for i in range(h):
+            st[acc + i] = st[acc + h + i]
+            st[acc + h + i] = 0.0
+    st[5] += 1.0
+
+
+@njit(cache=True, nogil=True)
+def denoise_core(st, p_r2c, p_c2r, x_r2c, x_c2r, io, nch, stride, n, par, ps):
+    """p_*: the FFTW plans, x_*: fftw_execute_dft_r2c / _c2r (addresses)."""
+    if p_r2c == 0 or p_c2r == 0:
+        return
+    nn, h, k, win, wsyn, chan0, bins, frame, spec, pw = _dn_offsets(st)
+    pos = 0
+    while pos < n:
+        fill = int(st[4])
+        m = min(h - fill, n - pos)
+        for c in range(nch):
+            inp = chan0 + c * (nn + 3 * h)
+            out = inp + nn + 2 * h
+            for i in range(m):
+                a = float(io[c * stride + pos + i])
+                st[inp + nn - h + fill + i] = a if math.isfinite(a) else 0.0
+                io[c * stride + pos + i] = st[out + fill + i]
+        pos += m
+        if fill + m < h:
+            st[4] = float(fill + m)
+            continue
+        st[4] = 0.0
+        _dn_frame(st, p_r2c, p_c2r, x_r2c, x_c2r, nch, par, ps, pos - 1)
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def denoise(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (DN_HDR,), np.float64)
+    ptrs = carray(stp, (DN_HDR,), np.int64)
+    nn, h, k = int(hdr[2]), int(hdr[3]), int(hdr[8])
+    size = DN_HDR + nn + 2 * h + nch * (nn + 3 * h) + 7 * k + nn + nch * 2 * k + k
+    st = carray(stp, (size,), np.float64)
+    io = carray(iop, ((nch - 1) * stride + n,))
+    par = carray(parp, (3 * pstride + n,))
+    denoise_core(st, ptrs[6], ptrs[7], ptrs[13], ptrs[14], io, nch, stride, n, par, pstride)

@@ -30,10 +30,9 @@ class Denoise(Processor):
     description = ("Noise reduction: spectral (MCRA noise tracking, MMSE-LSA, 10 ms latency) "
                    "or neural (DeepFilterNet3, worker stage, 48 kHz)")
     kernel = "denoise"
-    impls = ("c",)
     params = (
         Param("amount", "Amount", 0.0, 1.0, 1.0, smoothing_ms=20.0),
-        Param("floor_db", "Floor", -40.0, 0.0, -18.0, "dB"),
+        Param("floor_db", "Floor", -100.0, 0.0, -18.0, "dB"),
         Param("adapt_s", "Noise tracking window", 0.5, 10.0, 3.0, "s", scale="log"),
         toggle("learn", "Learn noise", False),
     )
@@ -64,8 +63,12 @@ class Denoise(Processor):
 
 
 class NeuralDenoise(WorkerProcessor, Denoise):
-    """The ``neural`` mode (constructed through ``Denoise``)."""
+    """The ``neural`` mode (constructed through ``Denoise``).  Its floor is the
+    model's attenuation limit, by default none (-100 dB), as DeepFilterNet3
+    runs on its own."""
     impls = ("c",)
+    params = tuple(Param("floor_db", "Floor", -100.0, 0.0, -100.0, "dB")
+                   if p.id == "floor_db" else p for p in Denoise.params)
     options = Denoise.options
     RATE = 48000
     FRAME = 480                     # DeepFilterNet3's hop at 48 kHz

@@ -174,3 +174,13 @@ def test_neural_mode_refuses_other_rates_clearly():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(rtengine.PluginError, match="mode"):
         rtengine.Engine([{"plugin": "denoise", "options": {"mode": "magic"}}])
+
+
+def test_c_and_numba_kernels_agree():
+    it = noisy_set(snrs=(0,), noises=("hum",), n_utts=1, sample_rate=SR, seed=9)[0]
+    outs = []
+    for impl in ("c", "numba"):
+        e = rtengine.Engine([{"plugin": "denoise", "impl": impl, "params": {"adapt_s": 1.0}}],
+                            sample_rate=SR, block_size=100, channels=1)
+        outs.append(e.render(it.noisy[None, :]))
+    assert np.abs(outs[0] - outs[1]).max() <= 1e-6

@@ -175,7 +175,8 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  *   [0] sr, [1] nch, [2] N, [3] H, [4] samples into the hop, [5] frames,
  *   [6] r2c plan, [7] c2r plan (pointers stored bitwise), [8] K = N/2 + 1,
  *   [9] frames into the minimum window, [10] half window (frames),
- *   [11] reserved, [12] frames learnt so far, [13..15] reserved
+ *   [11] reserved, [12] frames learnt so far, [13] [14] addresses of
+ *   fftw_execute_dft_r2c and _c2r (for the numba twin), [15] reserved
  * then: analysis window (N), synthesis window (2 H), per channel: input (N),
  *       overlap-add (2 H), output (H);
  *       per bin: S, Smin, Stmp, p, noise, previous |gain * X|^2, gain (7 K);
