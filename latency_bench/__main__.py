@@ -24,6 +24,12 @@ BENCHMARKS = {
     "master": ("latency_bench.master",
                "mastering to -14 LUFS / -1 dBTP on varied music: rtengine master vs "
                "matchering and pedalboard's Limiter, measured the same way"),
+    "denoise": ("latency_bench.denoise",
+                "speech denoising (PESQ, STOI, SI-SDR, latency, speed) on held-out speech at "
+                "-5..15 dB SNR: our denoise plugin vs noisereduce, RNNoise, DeepFilterNet3"),
+    "balance": ("latency_bench.balance",
+                "EQ balancing toward a reference's third-octave curve on varied music and "
+                "tilted noise: distance before/after, rtengine balance vs matchering"),
 }
 
 
