@@ -442,6 +442,7 @@ def balance_state(nch: int, sample_rate: float, target_db) -> np.ndarray:
     with _PLANNER:
         if lib.rtk_bal_plan(ptr) != 0:
             raise MemoryError("FFTW could not plan the balance analysis")
+    st[15:16].view(np.int64)[0] = _fftw_execute_addresses()[0]   # for the numba twin
     weakref.finalize(st, _bal_unplan, int(ffi.cast("uintptr_t", ptr)))
     balance_reset(st)
     return st

@@ -18,8 +18,8 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
-from .layout import (BQ_HDR, COMP_STATE, DELAY_HDR, DN_HDR, LIM_HDR, LIM_TAPS, LM_BINS, LM_HDR,
-                     LM_RING, LM_TP_TAPS)
+from .layout import (BAL_HDR, BQ_HDR, COMP_STATE, DELAY_HDR, DN_HDR, LIM_HDR, LIM_TAPS, LM_BINS,
+                     LM_HDR, LM_RING, LM_TP_TAPS, MS_HDR, MS_LANES)
 
 SIGNATURE = types.void(types.voidptr, types.CPointer(types.float32),
                        types.int32, types.int32, types.int32,
@@ -925,3 +925,350 @@ def denoise(stp, iop, nch, stride, n, parp, pstride):
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (3 * pstride + n,))
     denoise_core(st, ptrs[6], ptrs[7], ptrs[13], ptrs[14], io, nch, stride, n, par, pstride)
+
+
+# ---- master (kernels/c/master.c) --------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _ms_auto_update(st, mi, ring, par, ps, i):
+    if mi[4] < 300.0:
+        return
+    sub = mi[2]
+    norm = 0.0
+    for j in range(300):
+        norm += ring[j]
+    s_in = mi[9]
+    s_norm = _lufs(norm / (300.0 * sub))
+    if not s_in > -70.0 or not math.isfinite(s_norm):
+        return
+    if st[13] >= 1.0 and s_in < _lufs(st[11]) - 20.0:
+        return
+    adapt = float(par[5 * ps + i])
+    a = 0.1 / adapt if adapt > 0.1 else 1.0
+    a_loss = 1.0 if 4.0 * a > 1.0 else 4.0 * a
+    p_in = 10.0 ** ((s_in + 0.691) * 0.1)
+    loss = s_in - s_norm
+    if st[13] < 1.0:
+        st[11] = p_in
+        st[12] = loss
+    else:
+        st[11] += a * (p_in - st[11])
+        st[12] += a_loss * (loss - st[12])
+    st[13] += 1.0
+    want = float(par[i]) - _lufs(st[11]) + st[12]
+    lim = float(par[3 * ps + i])
+    if not math.isfinite(want):
+        return
+    st[14] = lim if want > lim else (-lim if want < -lim else want)
+
+
+@njit(cache=True, nogil=True)
+def master_core(st, stf, io, nch, stride, n, par, ps):
+    """``stf``: the state viewed as float32 (the limiter's and the lanes')."""
+    sr = st[0]
+    mb = int(st[2])
+    o_comp, o_lim, o_in, o_out, o_lanes = int(st[3]), int(st[4]), int(st[5]), int(st[6]), \
+        int(st[7])
+    o_ring, o_lp = int(st[15]), int(st[16])
+    comp = st[o_comp:o_lp]
+    lp = st[o_lp:o_lim]
+    lim = st[o_lim:o_in]
+    limf = stf[2 * o_lim:2 * o_in]
+    mi = st[o_in:o_out]
+    mo = st[o_out:o_lanes]
+    lanes = stf[2 * o_lanes:2 * o_lanes + 10 * mb]
+    ring = st[o_ring:o_ring + 300]
+    if n > mb:
+        n = mb
+    for i in range(n):
+        lanes[i] = par[6 * ps + i]
+        lanes[mb + i] = par[7 * ps + i]
+        lanes[2 * mb + i] = np.float32(6.0)
+        lanes[3 * mb + i] = par[8 * ps + i]
+        lanes[4 * mb + i] = par[9 * ps + i]
+        lanes[5 * mb + i] = np.float32(0.0)
+        lanes[6 * mb + i] = par[10 * ps + i]
+        lanes[7 * mb + i] = par[11 * ps + i] - np.float32(0.1)     # RTK_MS_MARGIN_DB
+        lanes[8 * mb + i] = par[12 * ps + i]
+        lanes[9 * mb + i] = np.float32(0.0)
+    sub = int(mi[2])
+    mo_ring = LM_HDR + 5 * nch
+    pos = 0
+    while pos < n:
+        fill = int(st[9])
+        m = min(sub - fill, n - pos)
+        loudness_feed(mi, io, pos, nch, stride, m)
+        g = st[8]
+        lin = math.exp(g * LN10_20)
+        for i in range(m):
+            f = pos + i
+            if par[ps + f] >= 0.5:
+                want = st[14] if st[13] >= 1.0 else float(par[2 * ps + f])
+                step = float(par[4 * ps + f]) / sr
+                d = want - g
+                want = g + (step if d > step else (-step if d < -step else d))
+            else:
+                want = float(par[2 * ps + f])
+            if want != g:
+                g = want
+                lin = math.exp(g * LN10_20)
+            for c in range(nch):
+                io[c * stride + f] = float(io[c * stride + f]) * lin
+        st[8] = g
+        seg = io[pos:]
+        compressor_core(comp, seg, nch, stride, m, lanes[pos:], mb)
+        biquad_core(lp, seg, nch, stride, m)
+        limiter_core(lim, limf, seg, nch, stride, m, lanes[7 * mb + pos:], mb)
+        loudness_feed(mo, io, pos, nch, stride, m)
+        pos += m
+        if fill + m < sub:
+            st[9] = float(fill + m)
+            continue
+        st[9] = 0.0
+        k = int(st[10])
+        e = mo[mo_ring + int(mo[4] - 1.0) % 300]
+        ring[k % 300] = e / (lin * lin)
+        st[10] = float(k + 1)
+        if (k + 1) % 10 == 0:
+            _ms_auto_update(st, mi, ring, par, ps, pos - 1)
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def master(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (MS_HDR,), np.float64)
+    mb = int(hdr[2])
+    size = int(hdr[7]) + (MS_LANES * mb + 1) // 2
+    st = carray(stp, (size,), np.float64)
+    stf = carray(stp, (2 * size,), np.float32)
+    io = carray(iop, ((nch - 1) * stride + n,))
+    par = carray(parp, (12 * pstride + n,))
+    master_core(st, stf, io, nch, stride, n, par, pstride)
+
+
+# ---- balance (kernels/c/balance.c) -------------------------------------------------------
+BAL_SHELF_Q_NB = 0.7071067811865476
+
+
+@njit(cache=True, nogil=True)
+def _bal_offsets(st):
+    nch = int(st[1])
+    n = int(st[2])
+    nb = int(st[7])
+    k = n // 2 + 1
+    win = BAL_HDR
+    inp = win + n
+    spec = inp + nch * n
+    frame = spec + 2 * k
+    edges = frame + n
+    target = edges + nb + 1
+    ph = target + nb
+    binv = ph + 4 * nb
+    meas = binv + nb * nb
+    corr = meas + 2 * nb
+    cmd = corr + 2 * nb
+    coef = cmd + 2 * nb
+    pw = coef + 5 * nb
+    return n, nb, k, win, inp, spec, frame, edges, target, ph, binv, meas, corr, cmd, coef, pw
+
+
+@njit(cache=True, nogil=True)
+def _bal_section(st, ph, nb, q, b, g, out, o):
+    cw = st[ph + 4 * b]
+    sw = st[ph + 4 * b + 1]
+    a = 10.0 ** (g / 40.0)
+    if b == 0 or b == nb - 1:
+        alpha = sw / (2.0 * BAL_SHELF_Q_NB)
+        sa = 2.0 * math.sqrt(a) * alpha
+        s = 1.0 if b == 0 else -1.0
+        n0 = a * ((a + 1.0) - s * (a - 1.0) * cw + sa)
+        n1 = s * 2.0 * a * ((a - 1.0) - s * (a + 1.0) * cw)
+        n2 = a * ((a + 1.0) - s * (a - 1.0) * cw - sa)
+        d0 = (a + 1.0) + s * (a - 1.0) * cw + sa
+        d1 = -s * 2.0 * ((a - 1.0) + s * (a + 1.0) * cw)
+        d2 = (a + 1.0) + s * (a - 1.0) * cw - sa
+    else:
+        alpha = sw / (2.0 * q)
+        n0 = 1.0 + alpha * a
+        n1 = -2.0 * cw
+        n2 = 1.0 - alpha * a
+        d0 = 1.0 + alpha / a
+        d1 = -2.0 * cw
+        d2 = 1.0 - alpha / a
+    out[o] = n0 / d0
+    out[o + 1] = n1 / d0
+    out[o + 2] = n2 / d0
+    out[o + 3] = d1 / d0
+    out[o + 4] = d2 / d0
+
+
+@njit(cache=True, nogil=True)
+def _bal_publish(st, s, casc):
+    n, nb, k, win, inp, spec, frame, edges, target, ph, binv, meas, corr, cmd, coef, pw = \
+        _bal_offsets(st)
+    q = st[8]
+    d = corr + s * nb
+    cm = cmd + s * nb
+    for i in range(nb):
+        acc = 0.0
+        for j in range(nb):
+            acc += st[binv + i * nb + j] * st[d + j]
+        st[cm + i] = acc
+    for _ in range(2):
+        for b in range(nb):
+            _bal_section(st, ph, nb, q, b, st[cm + b], st, coef + 5 * b)
+        for i in range(nb):                 # response at centre i, into the frame scratch
+            c1 = st[ph + 4 * i]
+            s1 = st[ph + 4 * i + 1]
+            c2 = st[ph + 4 * i + 2]
+            s2 = st[ph + 4 * i + 3]
+            db = 0.0
+            for b in range(nb):
+                c = coef + 5 * b
+                nr = st[c] + st[c + 1] * c1 + st[c + 2] * c2
+                ni = -(st[c + 1] * s1 + st[c + 2] * s2)
+                dr = 1.0 + st[c + 3] * c1 + st[c + 4] * c2
+                di = -(st[c + 3] * s1 + st[c + 4] * s2)
+                db += 10.0 * math.log10((nr * nr + ni * ni) / (dr * dr + di * di))
+            st[frame + 64 + i] = st[d + i] - db
+        for i in range(nb):
+            acc = 0.0
+            for j in range(nb):
+                acc += st[binv + i * nb + j] * st[frame + 64 + j]
+            v = st[cm + i] + acc
+            st[cm + i] = 30.0 if v > 30.0 else (-30.0 if v < -30.0 else v)
+    blob = casc + BQ_HDR
+    for b in range(nb):
+        _bal_section(st, ph, nb, q, b, st[cm + b], st, blob + 2 + 5 * b)
+    st[blob + 1] = float(int(st[3]))
+    st[11] += 1.0
+    st[blob] = st[11]
+
+
+@njit(cache=True, nogil=True)
+def _bal_update(st, s, pws, mean_sq, par, ps, at):
+    n, nb, k, win, inp, spec, frame, edges, target, ph, binv, meas, corr, cmd, coef, pw = \
+        _bal_offsets(st)
+    if mean_sq < 1e-7:
+        return
+    me = meas + s * nb
+    co = corr + s * nb
+    speed = float(par[3 * ps + at])
+    a = 1.0 - math.exp(-st[3] / (st[0] * (speed if speed > 0.05 else 0.05)))
+    for b in range(nb):
+        p = 0.0
+        for i in range(int(st[edges + b]), int(st[edges + b + 1])):
+            p += st[pws + i]
+        st[me + b] = p if st[9 + s] < 1.0 else st[me + b] + a * (p - st[me + b])
+    st[9 + s] += 1.0
+    amount = float(par[at])
+    boost = float(par[ps + at])
+    cut = float(par[2 * ps + at])
+    mean = 0.0
+    for b in range(nb):
+        st[frame + b] = st[target + b] - 10.0 * math.log10(st[me + b] + 1e-30)
+        mean += st[frame + b]
+    mean /= nb
+    for b in range(nb):
+        c = amount * (st[frame + b] - mean)
+        c = boost if c > boost else (-cut if c < -cut else c)
+        st[co + b] += a * (c - st[co + b])
+    _bal_publish(st, s, int(st[12]) if s == 0 else int(st[13]))
+
+
+@njit(cache=True, nogil=True)
+def _bal_frame(st, p_r2c, x_r2c, nch, ms, par, ps, at):
+    n, nb, k, win, inp, spec, frame, edges, target, ph, binv, meas, corr, cmd, coef, pw = \
+        _bal_offsets(st)
+    base = st.ctypes.data
+    streams = 2 if ms else 1
+    for i in range(streams * k):
+        st[pw + i] = 0.0
+    msq0 = 0.0
+    msq1 = 0.0
+    chans = 2 if ms else nch
+    for c in range(chans):
+        s = c if ms else 0
+        total = 0.0
+        for i in range(n):
+            if ms:
+                lv = st[inp + i]
+                rv = st[inp + n + i]
+                u = 0.5 * (lv + rv) if c == 0 else 0.5 * (lv - rv)
+            else:
+                u = st[inp + c * n + i]
+            total += u * u
+            st[frame + i] = st[win + i] * u
+        if s == 0:
+            msq0 += total
+        else:
+            msq1 += total
+        _call3(x_r2c, p_r2c, base + 8 * frame, base + 8 * spec)
+        for i in range(k):
+            st[pw + s * k + i] += st[spec + 2 * i] ** 2 + st[spec + 2 * i + 1] ** 2
+    if par[4 * ps + at] < 0.5:
+        div = float(n) * (1 if ms else nch)
+        _bal_update(st, 0, pw, msq0 / div, par, ps, at)
+        if ms:
+            _bal_update(st, 1, pw + k, msq1 / div, par, ps, at)
+    st[5] += 1.0
+
+
+@njit(cache=True, nogil=True)
+def balance_core(st, p_r2c, x_r2c, io, nch, stride, n, par, ps):
+    if p_r2c == 0:
+        return
+    nn = int(st[2])
+    h = int(st[3])
+    ca = st[int(st[12]):int(st[13])]
+    cb = st[int(st[13]):]
+    inp = BAL_HDR + nn
+    pos = 0
+    while pos < n:
+        fill = int(st[4])
+        m = min(h - fill, n - pos)
+        ms = nch == 2 and par[5 * ps + pos] >= 0.5
+        msf = 1.0 if ms else 0.0
+        if msf != st[14]:
+            st[14] = msf
+            st[9] = 0.0
+            st[10] = 0.0
+        for c in range(nch):
+            for i in range(m):
+                a = float(io[c * stride + pos + i])
+                st[inp + c * nn + nn - h + fill + i] = a if math.isfinite(a) else 0.0
+        if ms:
+            for i in range(m):
+                lv = io[pos + i]
+                rv = io[stride + pos + i]
+                io[pos + i] = np.float32(0.5) * (lv + rv)
+                io[stride + pos + i] = np.float32(0.5) * (lv - rv)
+            biquad_core(ca, io[pos:], 1, stride, m)
+            biquad_core(cb, io[stride + pos:], 1, stride, m)
+            for i in range(m):
+                mid = io[pos + i]
+                side = io[stride + pos + i]
+                io[pos + i] = mid + side
+                io[stride + pos + i] = mid - side
+        else:
+            biquad_core(ca, io[pos:], nch, stride, m)
+        pos += m
+        if fill + m < h:
+            st[4] = float(fill + m)
+            continue
+        st[4] = 0.0
+        _bal_frame(st, p_r2c, x_r2c, nch, ms, par, ps, pos - 1)
+        for c in range(nch):
+            for i in range(nn - h):
+                st[inp + c * nn + i] = st[inp + c * nn + h + i]
+
+
+@cfunc(SIGNATURE, cache=True, nopython=True)
+def balance(stp, iop, nch, stride, n, parp, pstride):
+    hdr = carray(stp, (BAL_HDR,), np.float64)
+    ptrs = carray(stp, (BAL_HDR,), np.int64)
+    off_b = int(hdr[13])
+    nb = int(hdr[7])
+    size = off_b + BQ_HDR + 2 + 5 * nb + 10 * nb + 2 * nb
+    st = carray(stp, (size,), np.float64)
+    io = carray(iop, ((nch - 1) * stride + n,))
+    par = carray(parp, (5 * pstride + n,))
+    balance_core(st, ptrs[6], ptrs[15], io, nch, stride, n, par, pstride)

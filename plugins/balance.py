@@ -29,7 +29,6 @@ class Balance(Processor):
     description = ("EQ balancing: long-term third-octave spectrum corrected toward a target "
                    "curve (bounded, slow, no latency); mid/side, freeze")
     kernel = "balance"
-    impls = ("c",)
     params = (
         Param("amount", "Amount", 0.0, 1.0, 1.0, smoothing_ms=0.0),
         Param("max_boost_db", "Max boost", 0.0, 12.0, 6.0, "dB", smoothing_ms=0.0),

@@ -22,7 +22,6 @@ class Master(Processor):
     description = ("Mastering: auto gain to a loudness target (default -14 LUFS), glue "
                    "compressor, true-peak limiter (default -1 dBTP), input/output meters")
     kernel = "master"
-    impls = ("c",)
     params = (
         Param("target_lufs", "Target loudness", -36.0, -5.0, -14.0, "LUFS"),
         toggle("auto", "Auto gain", True),

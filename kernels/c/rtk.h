@@ -209,7 +209,7 @@ void rtk_dn_unplan(double *state);
  *   [9] frames averaged (mid / linked), [10] frames averaged (side),
  *   [11] generation, [12] offset of cascade A (linked or mid),
  *   [13] offset of cascade B (side), [14] mid/side of the last frame,
- *   [15] reserved
+ *   [15] address of fftw_execute_dft_r2c (for the numba twin)
  * then: window (N), input per channel (N each), spectrum (2 (N/2 + 1)),
  *       frame (N), band edges in bins (bands + 1), target dB (bands),
  *       centre phasors cos w, sin w, cos 2w, sin 2w (4 bands),
