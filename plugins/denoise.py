@@ -79,6 +79,10 @@ class NeuralDenoise(WorkerProcessor, Denoise):
         self._dfn = None
         self._states: list = []
 
+    def model_files(self):
+        from . import _dfn
+        return [_dfn.model_path()]
+
     def choose_hop(self, sample_rate, max_block):
         if sample_rate != self.RATE:
             raise AudioFormatError(f"denoise (neural): DeepFilterNet3 runs at 48 kHz only, not "

@@ -189,6 +189,10 @@ class Processor:
     def set_value(self, pid: str, value: float) -> None:
         self.values[pid] = value
 
+    def model_files(self) -> list[str]:
+        """Model files the stage runs (for provenance records)."""
+        return []
+
     # ---- meters -----------------------------------------------------------------
     def meters(self) -> dict[str, Any]:
         """What the stage measures, readable while it runs (any thread; values

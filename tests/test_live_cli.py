@@ -222,3 +222,44 @@ def test_hardware_midi_without_a_sequencer_is_a_clear_error(env, tmp_path):
         server.stop()
     assert p.returncode == 1
     assert "no ALSA sequencer on this machine" in err and "JACK MIDI" in err
+
+
+def test_status_shows_live_loudness_meters(env, tmp_path):
+    """A master stage running live: its input and output meters reach
+    `rtengine status` while a second JACK client plays a tone into it."""
+    import numpy as np
+
+    from rtengine.backends.jack import Peer
+    chain = tmp_path / "m.toml"
+    chain.write_text('[[stage]]\nplugin = "master"\n[stage.params]\nauto = false\n'
+                     'gain_db = 6.0\n')
+    t = np.arange(48000 * 10) / 48000.0
+    tone = np.tile(0.1 * np.sin(2 * np.pi * 1000.0 * t), (2, 1)).astype(np.float32)
+    server = JackServer()
+    player = None
+    try:
+        p = rt("run", "--chain", str(chain), "--server", server.name, "--name", "live6",
+               "--connect-in", "none", "--connect-out", "none", "--duration", "9", env=env)
+        wait_status(env, "live6")
+        player = Peer("player", tone, client_name="tone", server=server.name)
+        player.activate()
+        for c in (0, 1):
+            subprocess.run(["jack_connect", player.port(True, c), f"live6:in_{c + 1}"],
+                           env=dict(env, JACK_DEFAULT_SERVER=server.name), check=True,
+                           capture_output=True, timeout=10)
+        player.arm()
+        time.sleep(4.5)
+        st = wait_status(env, "live6")
+        m = st["meters"]["master"]
+        # a 1 kHz sine of peak -20 dBFS in both channels reads -20 LUFS; +6 dB of gain
+        assert abs(m["input"]["short_term"] + 20.0) < 0.2, m["input"]
+        assert abs(m["output"]["short_term"] + 14.0) < 0.3, m["output"]
+        assert m["gain_db"] == 6.0
+        text = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT, env=env,
+                              capture_output=True, text=True).stdout
+        assert "master in:" in text and "master out:" in text and "LUFS" in text
+        p.communicate(timeout=20)
+    finally:
+        if player is not None:
+            player.close()
+        server.stop()
