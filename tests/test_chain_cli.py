@@ -63,7 +63,7 @@ def test_chain_file_round_trip(tmp_path):
     ("[[stage]\nplugin='eq'", "not valid TOML"),
     ("x = 1", "no [[stage]] tables"),
     ("[[stage]]\nname = 'a'", "missing plugin"),
-    ("[[stage]]\nplugin = 'reverbb'", "no plugin named 'reverbb'; available: compressor"),
+    ("[[stage]]\nplugin = 'reverbb'", "no plugin named 'reverbb'; available: balance, compressor"),
     ("[[stage]]\nplugin = 'eq'\n[stage.params]\nband9_on = true", "no parameter 'band9_on'"),
     ("[[stage]]\nplugin = 'gain'\n[stage.params]\ngain_db = 99", "99 is outside the range"),
     ("[[stage]]\nplugin = 'gain'\n[stage.params]\ngain_db = 'loud'", "expected a number"),
