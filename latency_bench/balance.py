@@ -71,7 +71,6 @@ import contextlib
 import io
 import json
 import math
-import platform
 import tempfile
 import time
 import warnings
@@ -80,9 +79,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .blocks import _cpu_model, _version
+from .blocks import machine_info
+from .common import cell, error_text, read_audio, write_audio
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGES = ("rtengine", "numpy", "scipy", "matchering",
+            "resampy", "soundfile", "pyfluidsynth", "matplotlib")
 DEFAULT_OUT = PACKAGE_DIR / "results"
 
 SYSTEMS = ("rtengine", "rtengine-file", "matchering", "matchering-eq")
@@ -192,8 +194,8 @@ def make_material(quick: bool, log=print) -> tuple[list[dict], list[dict]]:
         pairs = _music_pairs(n_pairs)
     except Exception as exc:
         pairs = []
-        failed.append({"name": "music", "error": _error(exc)})
-        log(f"  music pairs: not composed ({_error(exc)})")
+        failed.append({"name": "music", "error": error_text(exc)})
+        log(f"  music pairs: not composed ({error_text(exc)})")
     for t_seed, r_seed in pairs:
         name = f"music-{t_seed}-{r_seed}"
         try:
@@ -203,8 +205,8 @@ def make_material(quick: bool, log=print) -> tuple[list[dict], list[dict]]:
             t_desc, r_desc = _describe(compose(t_seed, seconds)), _describe(compose(r_seed,
                                                                                     seconds))
         except Exception as exc:           # FluidSynth or the SoundFont missing
-            failed.append({"name": name, "error": _error(exc)})
-            log(f"  {name}: not rendered ({_error(exc)})")
+            failed.append({"name": name, "error": error_text(exc)})
+            log(f"  {name}: not rendered ({error_text(exc)})")
             continue
         items.append({
             "name": name, "kind": "music", "target": tgt, "reference": ref,
@@ -233,19 +235,10 @@ def make_material(quick: bool, log=print) -> tuple[list[dict], list[dict]]:
 
 # ---- files and measurement --------------------------------------------------------------
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T), int(sr)
 
 
-def _write(path: Path, x: np.ndarray, sample_rate: int) -> None:
-    import soundfile as sf
-    sf.write(str(path), np.asarray(x, dtype=np.float32).T, int(sample_rate), subtype="FLOAT")
 
 
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
 
 
 def _round(v, digits: int = 3):
@@ -274,21 +267,21 @@ def _engine(curve_path: Path, freeze: bool):
 
 
 def run_rtengine(in_path: Path, ref_path: Path, curve_path: Path, out_path: Path) -> dict:
-    x, sr = _read(in_path)
+    x, sr = read_audio(in_path)
     engine = _engine(curve_path, freeze=False)
     y = engine.render(x)
-    _write(out_path, y, sr)
+    write_audio(out_path, y, sr)
     corr = engine.meters()["balance"]["correction_db"]
     return {"final_correction_db": {"max_boost": max(corr), "max_cut": min(corr)}}
 
 
 def run_rtengine_file(in_path: Path, ref_path: Path, curve_path: Path, out_path: Path) -> dict:
     from rtengine.balancing import band_spectrum
-    x, sr = _read(in_path)
+    x, sr = read_audio(in_path)
     engine = _engine(curve_path, freeze=True)
     corr = engine.stages[0].processor.preset(band_spectrum(x, sr)[1])
     y = engine.render(x)
-    _write(out_path, y, sr)
+    write_audio(out_path, y, sr)
     return {"correction_db": {"max_boost": _round(np.max(corr), 2),
                               "max_cut": _round(np.min(corr), 2)}}
 
@@ -328,8 +321,8 @@ def balance_one(item: dict, work: Path, log=print) -> dict:
     name = item["name"]
     tgt_path, ref_path = work / f"{name}.target.wav", work / f"{name}.reference.wav"
     curve_path = work / f"{name}.curve.toml"
-    _write(tgt_path, item["target"], SAMPLE_RATE)
-    _write(ref_path, item["reference"], SAMPLE_RATE)
+    write_audio(tgt_path, item["target"], SAMPLE_RATE)
+    write_audio(ref_path, item["reference"], SAMPLE_RATE)
     seconds = item["target"].shape[1] / SAMPLE_RATE
     t0 = time.perf_counter()
     curve = learn(ref_path, curve_path)
@@ -351,7 +344,7 @@ def balance_one(item: dict, work: Path, log=print) -> dict:
             t0 = time.perf_counter()
             extra = RUNNERS[system](tgt_path, ref_path, curve_path, out_path)
             wall = time.perf_counter() - t0
-            y, out_sr = _read(out_path)
+            y, out_sr = read_audio(out_path)
             res = distances(y, out_sr, curve)
             for key, imp in (("distance_db", "improvement_db"),
                              ("distance_settled_db", "improvement_settled_db")):
@@ -364,7 +357,7 @@ def balance_one(item: dict, work: Path, log=print) -> dict:
                         "output_seconds": round(y.shape[1] / out_sr, 3)})
             res.update(extra)
         except Exception as exc:
-            res = {"error": _error(exc)}
+            res = {"error": error_text(exc)}
         entry["systems"][system] = res
     parts = [f"before {before['distance_db']:.2f}"]
     for system, res in entry["systems"].items():
@@ -380,19 +373,19 @@ def warm_up(work: Path) -> dict:
     """One untimed run of every system (imports, caches)."""
     from rtengine.balancing import learn
     tgt, ref = work / "warmup.target.wav", work / "warmup.reference.wav"
-    _write(tgt, apply_eq(pink_noise(WARMUP_SECONDS, 1), TILTS[0][1]), SAMPLE_RATE)
-    _write(ref, pink_noise(WARMUP_SECONDS, 2), SAMPLE_RATE)
+    write_audio(tgt, apply_eq(pink_noise(WARMUP_SECONDS, 1), TILTS[0][1]), SAMPLE_RATE)
+    write_audio(ref, pink_noise(WARMUP_SECONDS, 2), SAMPLE_RATE)
     curve = work / "warmup.curve.toml"
     errors = {}
     try:
         learn(ref, curve)
     except Exception as exc:
-        return {"learn": _error(exc)}
+        return {"learn": error_text(exc)}
     for system in SYSTEMS:
         try:
             RUNNERS[system](tgt, ref, curve, work / f"warmup.{system}.wav")
         except Exception as exc:
-            errors[system] = _error(exc)
+            errors[system] = error_text(exc)
     return errors
 
 
@@ -432,23 +425,21 @@ def summarize(items: dict) -> dict:
     return out
 
 
-def _f(v, fmt: str, width: int) -> str:
-    return f"{'-' if v is None else format(v, fmt):>{width}}"
 
 
 def format_items(items: dict) -> str:
     lines = [f"{'item':<18} {'before':>6}  " + " ".join(f"{s:>13}" for s in SYSTEMS)
              + f"   {'settled: before':>15}  " + " ".join(f"{s:>13}" for s in SYSTEMS)]
     for name, it in items.items():
-        row = f"{name:<18} {_f(it['before']['distance_db'], '.2f', 6)}  "
+        row = f"{name:<18} {cell(it['before']['distance_db'], '.2f', 6)}  "
         cells, settled = [], []
         for s in SYSTEMS:
             r = it["systems"][s]
-            cells.append(f"{'error':>13}" if "error" in r else _f(r["distance_db"], ".2f", 13))
+            cells.append(f"{'error':>13}" if "error" in r else cell(r["distance_db"], ".2f", 13))
             settled.append(f"{'error':>13}" if "error" in r
-                           else _f(r["distance_settled_db"], ".2f", 13))
+                           else cell(r["distance_settled_db"], ".2f", 13))
         lines.append(row + " ".join(cells) + "   "
-                     + _f(it["before"]["distance_settled_db"], ".2f", 15) + "  "
+                     + cell(it["before"]["distance_settled_db"], ".2f", 15) + "  "
                      + " ".join(settled))
     return "\n".join(lines)
 
@@ -461,14 +452,15 @@ def format_summary(summary: dict) -> str:
     for s, r in summary.items():
         lines.append(
             f"{s:<14} {r['items']:>5} {r['items_failed']:>6} "
-            f"{_f(r['mean_before_db'], '.2f', 6)}/{_f(r['max_before_db'], '.2f', 6)} "
-            f"{_f(r['mean_after_db'], '.2f', 6)}/{_f(r['max_after_db'], '.2f', 6)} "
-            f"{_f(r['mean_improvement_db'], '+.2f', 6)}/{_f(r['min_improvement_db'], '+.2f', 6)} "
+            f"{cell(r['mean_before_db'], '.2f', 6)}/{cell(r['max_before_db'], '.2f', 6)} "
+            f"{cell(r['mean_after_db'], '.2f', 6)}/{cell(r['max_after_db'], '.2f', 6)} "
+            f"{cell(r['mean_improvement_db'], '+.2f', 6)}/"
+            f"{cell(r['min_improvement_db'], '+.2f', 6)} "
             f"{r['items_improved']:>4}/{r['items_ok']:<3} "
-            f"{_f(r['mean_before_settled_db'], '.2f', 6)}/"
-            f"{_f(r['mean_after_settled_db'], '.2f', 6)} "
-            f"{_f(r['mean_real_time_factor'], '.4f', 8)} "
-            f"{_f(r['mean_real_time_factor_with_curve'], '.4f', 9)}")
+            f"{cell(r['mean_before_settled_db'], '.2f', 6)}/"
+            f"{cell(r['mean_after_settled_db'], '.2f', 6)} "
+            f"{cell(r['mean_real_time_factor'], '.4f', 8)} "
+            f"{cell(r['mean_real_time_factor_with_curve'], '.4f', 9)}")
     return "\n".join(lines)
 
 
@@ -513,16 +505,6 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def machine_info() -> dict:
-    import os
-    import sys
-    u = platform.uname()
-    return {"cpu_model": _cpu_model(), "platform": platform.platform(),
-            "machine": u.machine, "node": u.node, "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "packages": {p: _version(p) for p in ("rtengine", "numpy", "scipy", "matchering",
-                                                  "resampy", "soundfile", "pyfluidsynth",
-                                                  "matplotlib")}}
 
 
 # ---- command line --------------------------------------------------------------------
@@ -543,7 +525,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "benchmark": "balance",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info(PACKAGES),
         "settings": {
             "quick": quick, "systems": list(SYSTEMS), "sample_rate": SAMPLE_RATE,
             "channels": CHANNELS, "block_size": BLOCK, "balance_params": PARAMS,

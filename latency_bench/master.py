@@ -47,7 +47,6 @@ import contextlib
 import io
 import json
 import math
-import platform
 import tempfile
 import time
 import warnings
@@ -56,9 +55,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .blocks import _cpu_model, _version
+from .blocks import machine_info
+from .common import cell, error_text, read_audio, write_audio
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGES = ("rtengine", "numpy", "scipy", "matchering",
+            "pedalboard", "soundfile", "pyfluidsynth", "matplotlib")
 DEFAULT_OUT = PACKAGE_DIR / "results"
 
 TARGET_LUFS = -14.0
@@ -149,15 +151,8 @@ def analyse(x: np.ndarray, sample_rate: float) -> dict:
             "sample_peak_dbfs": _finite(m.sample_peak_db)}
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(data.T), int(sr)
 
 
-def _write(path: Path, x: np.ndarray, sample_rate: int) -> None:
-    import soundfile as sf
-    sf.write(str(path), np.asarray(x, dtype=np.float32).T, int(sample_rate), subtype="FLOAT")
 
 
 # ---- inputs -------------------------------------------------------------------------
@@ -223,11 +218,11 @@ def run_matchering(in_path: Path, out_path: Path, ref_path: Path | None) -> dict
 def run_pedalboard(in_path: Path, out_path: Path, ref_path: Path | None = None) -> dict:
     import pedalboard
     from rtengine.loudness import measure
-    x, sr = _read(in_path)
+    x, sr = read_audio(in_path)
     gain_db = TARGET_LUFS - measure(x, sr).integrated
     limiter = pedalboard.Limiter(threshold_db=CEILING_DBTP, release_ms=PEDALBOARD_RELEASE_MS)
     y = limiter(x * np.float32(10 ** (gain_db / 20)), sr)
-    _write(out_path, y, sr)
+    write_audio(out_path, y, sr)
     return {"gain_db": round(gain_db, 3)}
 
 
@@ -235,15 +230,13 @@ RUNNERS = {"rtengine": run_rtengine, "matchering": run_matchering,
            "pedalboard": run_pedalboard}
 
 
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
 
 
 def master_one(item: dict, work: Path, log=print) -> dict:
     """Master one input with every system and measure the outputs."""
     name, x, sr = item["name"], item["audio"], item["sample_rate"]
     in_path = work / f"{name}.wav"
-    _write(in_path, x, sr)
+    write_audio(in_path, x, sr)
     seconds = x.shape[1] / sr
     entry = {"source": item["source"], "description": item["description"],
              "sample_rate": sr, "seconds": round(seconds, 3),
@@ -255,7 +248,7 @@ def master_one(item: dict, work: Path, log=print) -> dict:
             t0 = time.perf_counter()
             extra = RUNNERS[system](in_path, out_path, paths["rtengine"])
             wall = time.perf_counter() - t0
-            y, out_sr = _read(out_path)
+            y, out_sr = read_audio(out_path)
             res = {"wall_s": round(wall, 4), "real_time_factor": round(wall / seconds, 5),
                    "output_sample_rate": out_sr, "output_seconds": round(y.shape[1] / out_sr, 3)}
             res.update(analyse(y, out_sr))
@@ -266,7 +259,7 @@ def master_one(item: dict, work: Path, log=print) -> dict:
             res["lra_change_lu"] = None if li is None or lo is None else round(lo - li, 3)
             res.update(extra)
         except Exception as exc:
-            res = {"error": _error(exc)}
+            res = {"error": error_text(exc)}
         entry["systems"][system] = res
     parts = []
     for system, res in entry["systems"].items():
@@ -286,13 +279,13 @@ def warm_up(sample_rates, work: Path) -> dict:
     for sr in sorted(set(sample_rates)):
         x = demo_music(WARMUP_SECONDS, sr, seed=3)
         in_path = work / f"warmup-{sr}.wav"
-        _write(in_path, x, sr)
+        write_audio(in_path, x, sr)
         ref = work / f"warmup-{sr}.rtengine.wav"
         for system in SYSTEMS:
             try:
                 RUNNERS[system](in_path, work / f"warmup-{sr}.{system}.wav", ref)
             except Exception as exc:
-                errors[f"{system}@{sr}"] = _error(exc)
+                errors[f"{system}@{sr}"] = error_text(exc)
     return errors
 
 
@@ -318,8 +311,6 @@ def summarize(files: dict) -> dict:
     return out
 
 
-def _f(v, fmt: str, width: int) -> str:
-    return f"{'-' if v is None else format(v, fmt):>{width}}"
 
 
 def format_files(files: dict) -> str:
@@ -327,17 +318,17 @@ def format_files(files: dict) -> str:
              + "  ".join(f"{s + ' err/TP/LRA':>22}" for s in SYSTEMS)]
     for name, f in files.items():
         i = f["input"]
-        row = (f"{name:<14} {_f(i['integrated_lufs'], '.2f', 7)} "
-               f"{_f(i['true_peak_dbtp'], '.2f', 7)} {_f(i['lra_lu'], '.1f', 6)}  ")
+        row = (f"{name:<14} {cell(i['integrated_lufs'], '.2f', 7)} "
+               f"{cell(i['true_peak_dbtp'], '.2f', 7)} {cell(i['lra_lu'], '.1f', 6)}  ")
         cells = []
         for s in SYSTEMS:
             r = f["systems"][s]
             if "error" in r:
                 cells.append(f"{'error':>22}")
             else:
-                cells.append(f"{_f(r['loudness_error_lu'], '+.2f', 7)}"
-                             f"{_f(r['true_peak_dbtp'], '+.2f', 8)}"
-                             f"{_f(r['lra_lu'], '.1f', 7)}")
+                cells.append(f"{cell(r['loudness_error_lu'], '+.2f', 7)}"
+                             f"{cell(r['true_peak_dbtp'], '+.2f', 8)}"
+                             f"{cell(r['lra_lu'], '.1f', 7)}")
         lines.append(row + "  ".join(cells))
     return "\n".join(lines)
 
@@ -349,11 +340,11 @@ def format_summary(summary: dict) -> str:
              f"{'(wall/dur)':>9} {'LU':>6}"]
     for s, r in summary.items():
         lines.append(f"{s:<11} {r['files']:>5} {r['files_failed']:>6} "
-                     f"{_f(r['mean_abs_loudness_error_lu'], '.3f', 9)} "
-                     f"{_f(r['max_abs_loudness_error_lu'], '.3f', 9)} "
-                     f"{_f(r['max_true_peak_dbtp'], '+.2f', 7)} {r['files_over_ceiling']:>4} "
-                     f"{_f(r['mean_real_time_factor'], '.4f', 9)} "
-                     f"{_f(r['mean_lra_change_lu'], '+.2f', 6)}")
+                     f"{cell(r['mean_abs_loudness_error_lu'], '.3f', 9)} "
+                     f"{cell(r['max_abs_loudness_error_lu'], '.3f', 9)} "
+                     f"{cell(r['max_true_peak_dbtp'], '+.2f', 7)} {r['files_over_ceiling']:>4} "
+                     f"{cell(r['mean_real_time_factor'], '.4f', 9)} "
+                     f"{cell(r['mean_lra_change_lu'], '+.2f', 6)}")
     return "\n".join(lines)
 
 
@@ -401,16 +392,6 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def machine_info() -> dict:
-    import os
-    import sys
-    u = platform.uname()
-    return {"cpu_model": _cpu_model(), "platform": platform.platform(),
-            "machine": u.machine, "node": u.node, "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "packages": {p: _version(p) for p in ("rtengine", "numpy", "scipy", "matchering",
-                                                  "pedalboard", "soundfile", "pyfluidsynth",
-                                                  "matplotlib")}}
 
 
 # ---- command line --------------------------------------------------------------------
@@ -431,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "benchmark": "master",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info(PACKAGES),
         "settings": {
             "quick": quick, "target_lufs": TARGET_LUFS, "ceiling_dbtp": CEILING_DBTP,
             "systems": list(SYSTEMS),

@@ -20,20 +20,11 @@ from rtengine.provenance import sha256, sidecar_path
 SR = 44100
 
 
-def true_peak_db(x, oversample=4, edge_s=0.01):
-    """True peak by ideal band-limited 4x oversampling (FFT interpolation of the
-    zero-padded signal), independent of the limiter's FIR detector and of the
-    meter's; the first and last 10 ms are left out, where the padding's step
-    to silence would ring."""
-    from scipy.fft import irfft, next_fast_len, rfft
-    x = np.asarray(x, dtype=np.float64)
-    pad = 4096
-    n = next_fast_len(x.shape[1] + 2 * pad, real=True)
-    spec = rfft(np.pad(x, ((0, 0), (pad, n - x.shape[1] - pad))), axis=-1)
-    z = irfft(spec, n * oversample, axis=-1) * oversample
-    edge = int(edge_s * 48000)
-    keep = z[:, (pad + edge) * oversample:(pad + x.shape[1] - edge) * oversample]
-    return 20 * np.log10(np.abs(keep).max())
+def true_peak_db(x, oversample=4):
+    """True peak by ideal band-limited 4x reconstruction, independent of the
+    limiter's and the meter's FIR detectors (the benchmark's measurement)."""
+    from latency_bench.master import ideal_true_peak_db
+    return ideal_true_peak_db(x, SR, oversample)
 
 
 def renders():
