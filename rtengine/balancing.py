@@ -82,44 +82,74 @@ def load_target(target: str) -> Curve:
     return Curve(str(doc.get("name", path.stem)), tuple(freqs), tuple(levels))
 
 
+class SpectrumMeter:
+    """The long-term third-octave spectrum of a signal fed in pieces of any
+    length, with the stage's analysis (Hann frames, quarter hops, frames under
+    -70 dBFS left out; channels summed).  Memory: one frame per channel."""
+
+    def __init__(self, sample_rate: float, channels: int):
+        self.sample_rate = float(sample_rate)
+        self.fc = layout.balance_bands(sample_rate)
+        self.n = layout.balance_fft(sample_rate)
+        self.h = self.n // 4
+        lo = np.round(self.fc * 10 ** -0.05 * self.n / sample_rate).astype(int)
+        hi = np.maximum(np.round(self.fc * 10 ** 0.05 * self.n / sample_rate).astype(int), lo + 1)
+        self.edges = np.append(lo, hi[-1])
+        self.edges[1:-1] = np.maximum(self.edges[1:-1], lo[1:])
+        self.win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n) / self.n)
+        self.buf = np.zeros((channels, 0))
+        self.acc = np.zeros(self.fc.size)
+        self.frames = 0
+
+    def feed(self, x: np.ndarray) -> None:
+        self.buf = np.concatenate([self.buf, np.atleast_2d(np.asarray(x, np.float64))], axis=1)
+        while self.buf.shape[1] >= self.n:
+            seg = self.buf[:, :self.n]
+            if np.mean(seg ** 2) >= 1e-7:
+                p = (np.abs(np.fft.rfft(seg * self.win, axis=1)) ** 2).sum(axis=0)
+                self.acc += np.array([p[self.edges[b]:self.edges[b + 1]].sum()
+                                      for b in range(self.fc.size)])
+                self.frames += 1
+            self.buf = self.buf[:, self.h:]
+
+    def level_db(self) -> np.ndarray:
+        """Power per band in dB; AudioFormatError when every frame was silent."""
+        if self.frames == 0:
+            if self.buf.shape[1]:                 # shorter than one frame: pad it once
+                short, self.buf = self.buf, np.zeros((self.buf.shape[0], 0))
+                self.feed(np.pad(short, ((0, 0), (0, self.n - short.shape[1]))))
+            if self.frames == 0:
+                raise AudioFormatError("the signal is silent (every frame under -70 dBFS); "
+                                       "there is no spectrum to measure")
+        return 10 * np.log10(self.acc / self.frames + 1e-30)
+
+
 def band_spectrum(x: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
     """(band centres, long-term power per third-octave band in dB) of a
-    (channels, frames) or mono signal, with the stage's analysis (Hann
-    frames, quarter hops, silent frames left out); channels are summed."""
+    (channels, frames) or mono signal (see SpectrumMeter)."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    fc = layout.balance_bands(sample_rate)
-    n = layout.balance_fft(sample_rate)
-    h = n // 4
-    lo = np.round(fc * 10 ** -0.05 * n / sample_rate).astype(int)
-    hi = np.maximum(np.round(fc * 10 ** 0.05 * n / sample_rate).astype(int), lo + 1)
-    edges = np.append(lo, hi[-1])
-    edges[1:-1] = np.maximum(edges[1:-1], lo[1:])
-    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
-    if x.shape[1] < n:
-        x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
-    acc = np.zeros(fc.size)
-    frames = 0
-    for a in range(0, x.shape[1] - n + 1, h):
-        seg = x[:, a:a + n]
-        if np.mean(seg ** 2) < 1e-7:
-            continue
-        p = (np.abs(np.fft.rfft(seg * win, axis=1)) ** 2).sum(axis=0)
-        acc += np.array([p[edges[b]:edges[b + 1]].sum() for b in range(fc.size)])
-        frames += 1
-    if frames == 0:
-        raise AudioFormatError("the signal is silent (every frame under -70 dBFS); there is "
-                               "no spectrum to measure")
-    return fc, 10 * np.log10(acc / frames + 1e-30)
+    m = SpectrumMeter(sample_rate, x.shape[0])
+    m.feed(x)
+    return m.fc, m.level_db()
+
+
+def file_spectrum(path) -> tuple[np.ndarray, np.ndarray]:
+    """band_spectrum of an audio file, read in chunks."""
+    from .audio import CHUNK, open_input
+    with open_input(path) as f:
+        m = SpectrumMeter(f.samplerate, f.channels)
+        while True:
+            data = f.read(CHUNK, dtype="float32", always_2d=True)
+            if not len(data):
+                break
+            m.feed(data.T)
+    return m.fc, m.level_db()
 
 
 def learn(ref_path, curve_path) -> Curve:
     """Measure a reference file's long-term spectrum and write it as a curve."""
-    from .audio import open_input
     from .provenance import sha256
-    with open_input(ref_path) as f:
-        sr = f.samplerate
-        x = f.read(dtype="float32", always_2d=True).T
-    fc, level = band_spectrum(x, sr)
+    fc, level = file_spectrum(ref_path)
     level = level - level.mean()
     lines = ["# rtengine balance curve: long-term third-octave spectrum (dB, mean removed)",
              f"# learnt from {Path(ref_path).name} (sha256 {sha256(ref_path)})",

@@ -73,19 +73,17 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
     target = -14.0 if target is None else float(target)
     with open_input(in_path) as f:
         sr, ch = f.samplerate, f.channels
-        audio = f.read(dtype="float32", always_2d=True).T
     out_path = Path(out_path)
     bal_params, curve_file, spectrum = None, None, None
     workdir = tempfile.TemporaryDirectory(prefix="rtengine-master-")
     if balance:
-        spectrum = balancing.band_spectrum(audio, sr)[1]
+        spectrum = balancing.file_spectrum(in_path)[1]
         if reference is not None:
             curve_file = str(Path(workdir.name) / "reference-curve.toml")
             balancing.learn(reference, curve_file)
             bal_params = {"amount": 1.0, "max_boost_db": 6.0, "max_cut_db": 6.0}
         else:
             bal_params = {"amount": 0.5, "max_boost_db": 4.0, "max_cut_db": 4.0}
-    del audio
     tmp = out_path.with_name(f".{out_path.stem}.pass{out_path.suffix or '.wav'}")
     gains, louds = [], []
     gain = target - before.integrated
@@ -209,12 +207,10 @@ def plot(report: dict, png) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     if panels == 2:
-        import soundfile as sf
         ax = axes[0][1]
         bal = report["balance"]
         for label, path in (("before", report["input"]), ("after", report["output"])):
-            x, sr = sf.read(path, dtype="float32", always_2d=True)
-            fc, s = balancing.band_spectrum(x.T, sr)
+            fc, s = balancing.file_spectrum(path)
             ax.semilogx(fc, s - s.mean(), "o-", ms=3, label=label)
         tgt = np.array(bal["target_db"])
         ax.semilogx(bal["bands_hz"], tgt - tgt.mean(), "k--", label=f"target ({bal['target']})")

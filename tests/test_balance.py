@@ -189,3 +189,18 @@ def test_plot_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "dB RMS before" in r.stderr
     assert (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_spectrum_of_a_stream_equals_the_whole():
+    """The long-term spectrum fed in odd pieces (how files are read) equals the
+    one of the whole signal; a silent signal is a clear error."""
+    from rtengine.balancing import SpectrumMeter
+    from rtengine.errors import AudioFormatError
+    x = pink(6, seed=11)
+    fc, whole = band_spectrum(x, SR)
+    m = SpectrumMeter(SR, 2)
+    for a in range(0, x.shape[1], 4321):
+        m.feed(x[:, a:a + 4321])
+    np.testing.assert_allclose(m.level_db(), whole, atol=1e-9)
+    with pytest.raises(AudioFormatError, match="silent"):
+        band_spectrum(np.zeros((2, SR)), SR)
