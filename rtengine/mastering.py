@@ -5,7 +5,9 @@ and true-peak limiter) with its auto gain off.  The input's long-term
 third-octave spectrum is measured first and the balance stage applies one
 fixed, bounded correction toward the target curve over the whole file (the
 reference's own spectrum with ``--reference``; otherwise the built-in "music"
-curve at half strength, at most 4 dB either way).  Its integrated loudness is
+curve at half strength, at most 4 dB either way; the curve learnt from a
+reference is written next to the output as ``OUT.curve.toml``).  Its
+integrated loudness is
 measured next, the gain
 that reaches the target is set, the file is rendered and measured again, and
 the gain corrected (secant steps, at most ``MAX_PASSES`` renders) until the
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -75,11 +76,12 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
         sr, ch = f.samplerate, f.channels
     out_path = Path(out_path)
     bal_params, curve_file, spectrum = None, None, None
-    workdir = tempfile.TemporaryDirectory(prefix="rtengine-master-")
     if balance:
         spectrum = balancing.file_spectrum(in_path)[1]
         if reference is not None:
-            curve_file = str(Path(workdir.name) / "reference-curve.toml")
+            # kept next to the output: the chain in the provenance names it, and the
+            # balance stage can use it live (options.target)
+            curve_file = str(out_path.with_name(out_path.name + ".curve.toml"))
             balancing.learn(reference, curve_file)
             bal_params = {"amount": 1.0, "max_boost_db": 6.0, "max_cut_db": 6.0}
         else:
@@ -116,7 +118,6 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
     finally:
         if tmp.exists():
             tmp.unlink()
-        workdir.cleanup()
     report = {
         "input": str(in_path), "output": str(out_path), "target_lufs": target,
         "ceiling_dbtp": ceiling, "gain_db": round(gains[-1], 3), "passes": len(gains),
@@ -126,7 +127,8 @@ def master_file(in_path, out_path, target: float | None = None, ceiling: float =
         report["reference"] = {"path": str(reference), **ref.as_dict()}
     if spectrum is not None:
         report["balance"] = {
-            "target": "reference" if reference is not None else "music (half strength)",
+            "target": (f"reference (curve {curve_file})" if reference is not None
+                       else "music (half strength)"),
             "bands_hz": [round(float(f), 1) for f in layout.balance_bands(sr)],
             "correction_db": [round(float(c), 2) for c in correction],
             "target_db": [round(float(v), 2) for v in

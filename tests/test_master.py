@@ -107,7 +107,11 @@ def test_master_with_reference_matches_its_loudness(material, tmp_path):
     assert r["target_lufs"] == pytest.approx(want)
     got = measure(sf.read(out, dtype="float32")[0].T, SR).integrated
     assert abs(got - want) <= 0.5, f"{got:.2f} LUFS, reference {want:.2f}"
-    assert json.loads(sidecar_path(out).read_text())["inputs"][1]["role"] == "reference"
+    side = json.loads(sidecar_path(out).read_text())
+    assert side["inputs"][1]["role"] == "reference"
+    curve = out.with_name(out.name + ".curve.toml")          # the learnt target, kept
+    assert side["chains"]["master"]["stages"][0]["options"]["target"] == str(curve)
+    assert curve.exists() and "bands_hz" in curve.read_text()
 
 
 def test_master_refuses_silence_with_a_clear_message(tmp_path):
