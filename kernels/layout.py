@@ -108,6 +108,11 @@ def compressor_reset(st: np.ndarray) -> None:
 
 
 # ---- limiter ----------------------------------------------------------------
+def lookahead_frames(lookahead_ms: float, sample_rate: float) -> int:
+    """A limiter lookahead in frames (at least one)."""
+    return max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
+
+
 def limiter_latency(lookahead: int) -> int:
     return lookahead + LIM_TAPS // 2 + 2
 
@@ -386,6 +391,18 @@ def balance_sections(sample_rate: float, gains_db) -> list[tuple]:
     return out
 
 
+def balance_edges(sample_rate: float) -> np.ndarray:
+    """FFT bin edges of the bands (bands + 1 integers): band b sums bins
+    edges[b] .. edges[b + 1] - 1, at least one each."""
+    fc = balance_bands(sample_rate)
+    n = balance_fft(sample_rate)
+    edges = np.round(np.append(fc * 10 ** -0.05, fc[-1] * 10 ** 0.05) * n / sample_rate)
+    edges = edges.astype(np.int64)
+    for b in range(1, edges.size):
+        edges[b] = max(edges[b], edges[b - 1] + 1)
+    return edges
+
+
 def balance_interaction(sample_rate: float, g0: float = 6.0) -> np.ndarray:
     """Interaction matrix: response (dB, per dB of command) of each band's
     filter at every band centre."""
@@ -422,11 +439,7 @@ def balance_state(nch: int, sample_rate: float, target_db) -> np.ndarray:
     o = BAL_HDR
     st[o:o + n] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)        # Hann
     o += n + nch * n + 2 * k + n
-    lo = np.round(fc * 10 ** -0.05 * n / sample_rate)
-    hi = np.maximum(np.round(fc * 10 ** 0.05 * n / sample_rate), lo + 1)
-    edges = np.append(lo, hi[-1])
-    edges[1:-1] = np.maximum(edges[1:-1], lo[1:])
-    st[o:o + nb + 1] = edges
+    st[o:o + nb + 1] = balance_edges(sample_rate)
     o += nb + 1
     st[o:o + nb] = np.asarray(target_db, dtype=np.float64)
     o += nb

@@ -41,7 +41,7 @@ class Master(Processor):
     )
 
     def lookahead_samples(self, sample_rate: float) -> int:
-        return max(1, int(round(self.values["lookahead_ms"] * 1e-3 * sample_rate)))
+        return layout.lookahead_frames(self.values["lookahead_ms"], sample_rate)
 
     @property
     def latency(self) -> int:

@@ -92,10 +92,7 @@ class SpectrumMeter:
         self.fc = layout.balance_bands(sample_rate)
         self.n = layout.balance_fft(sample_rate)
         self.h = self.n // 4
-        lo = np.round(self.fc * 10 ** -0.05 * self.n / sample_rate).astype(int)
-        hi = np.maximum(np.round(self.fc * 10 ** 0.05 * self.n / sample_rate).astype(int), lo + 1)
-        self.edges = np.append(lo, hi[-1])
-        self.edges[1:-1] = np.maximum(self.edges[1:-1], lo[1:])
+        self.edges = layout.balance_edges(sample_rate)
         self.win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n) / self.n)
         self.buf = np.zeros((channels, 0))
         self.acc = np.zeros(self.fc.size)
