@@ -98,7 +98,7 @@ def test_missing_fluidsynth_is_a_clear_error(monkeypatch):
 def test_render_set_writes_folders_and_skips_done_pieces(fluid, tmp_path):
     sf = pytest.importorskip("soundfile")
     paths = music.render_set(2, 2.0, 16000, seed0=7, folder=tmp_path)
-    assert [p.name for p in paths] == ["piece00007", "piece00008"]
+    assert [p.name for p in paths] == ["piece0000007", "piece0000008"]
     for p in paths:
         audio = {}
         for name in (*music.STEMS, "mix"):
@@ -120,5 +120,36 @@ def test_command_line(fluid, tmp_path):
                         "1.5", "--sample-rate", "16000", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "piece00000" / "mix.wav").is_file()
-    assert "piece00000" in r.stdout
+    assert (tmp_path / "piece0000000" / "mix.wav").is_file()
+    assert "piece0000000" in r.stdout
+
+
+def test_splits_are_by_piece_and_test_pieces_alone_use_held_out_instruments():
+    train, valid, test = (set(music.split_seeds(s, 200)) for s in ("train", "valid", "test"))
+    assert not (train & valid) and not (train & test) and not (valid & test)
+    assert {music.split_of(s) for s in train} == {"train"}
+    assert {music.split_of(s) for s in test} == {"test"}
+
+    def held_out_uses(seeds):
+        n = 0
+        for seed in seeds:
+            for part in music.compose(seed, 20.0).parts:
+                n += part.program in music.HELD_OUT[part.stem]
+        return n
+    assert held_out_uses(list(train)[:150]) == 0
+    assert held_out_uses(list(valid)[:50]) == 0
+    assert held_out_uses(list(test)[:50]) >= 20       # about 1 in 3 parts
+    with pytest.raises(ValueError, match="unknown split"):
+        music.split_seeds("dev", 3)
+
+
+def test_command_line_renders_a_split_by_hours_in_parallel(fluid, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rtengine.data.music", "--split", "test",
+                        "--hours", str(3.0 / 3600), "--seconds", "1.5", "--jobs", "2",
+                        "--sample-rate", "16000", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in tmp_path.glob("piece*"))
+    assert names == ["piece2000000", "piece2000001"]
+    meta = json.loads((tmp_path / names[0] / "meta.json").read_text())
+    assert meta["split"] == "test"

@@ -13,6 +13,10 @@ Only allowed material is used: FluidR3_GM.sf2 from Debian's ``fluid-soundfont-gm
 Command line::
 
     python -m rtengine.data.music --n 4 --seconds 20 --out DIR
+    python -m rtengine.data.music --split train --hours 20 --jobs 2   # tens of hours: fine
+
+Splits are by piece (seed ranges, :data:`SPLITS`); test pieces also use instruments that
+training and validation pieces never do (:data:`HELD_OUT`).
 """
 from __future__ import annotations
 
@@ -32,12 +36,26 @@ import numpy as np
 
 from . import cache_dir
 
-__all__ = ["STEMS", "Piece", "compose", "find_soundfont", "render_piece", "render_set", "main"]
+__all__ = ["STEMS", "SPLITS", "HELD_OUT", "Piece", "compose", "split_of", "split_seeds",
+           "find_soundfont", "render_piece", "render_set", "default_folder", "main"]
 
 STEMS = ("vocals", "drums", "bass", "other")
 
 # Bump when the composer or the renderer changes what a seed sounds like (cache folders use it).
-VERSION = 1
+VERSION = 2
+
+# Splits by piece: a seed's split is fixed by its range, so a piece is never in two splits.
+SPLITS = {"train": 0, "valid": 1_000_000, "test": 2_000_000}
+SPLIT_SIZE = 1_000_000
+# Instruments (GM programs; drums: kits of bank 128) that only test pieces use, so a held-out
+# evaluation also meets sounds never heard in training.  Test pieces pick one of these with
+# probability 1/2 wherever the style offers one.
+HELD_OUT = {
+    "vocals": frozenset({54, 71, 22}),          # Synth Voice, Clarinet, Harmonica
+    "drums": frozenset({25, 17}),               # TR-808 and Power kits
+    "bass": frozenset({35, 37}),                # Fretless, Slap Bass 2
+    "other": frozenset({46, 26, 21, 28, 94}),   # Harp, Jazz Gt, Accordion, Muted Gt, Halo Pad
+}
 
 # FluidR3 GM only.  default-GM.sf2 is deliberately absent: on Debian it is an alternative that
 # may point at TimGM6mb, which is reserved for independent evaluation.
@@ -204,12 +222,30 @@ class Piece:
             "gain_db": {k: round(v, 2) for k, v in self.gain_db.items()},
             "peak": round(self.peak, 4), "reverb": {k: round(v, 3) for k, v in
                                                     self.reverb.items()},
-            "soundfont": "FluidR3_GM.sf2", "version": VERSION,
+            "soundfont": "FluidR3_GM.sf2", "version": VERSION, "split": split_of(self.seed),
         }
 
 
 def _pick(rng, seq):
     return seq[int(rng.integers(len(seq)))]
+
+
+def split_of(seed: int) -> str:
+    """The split a piece belongs to: ``train`` below 1e6, ``valid`` below 2e6, else ``test``."""
+    for name, base in sorted(SPLITS.items(), key=lambda kv: -kv[1]):
+        if seed >= base:
+            return name
+    raise ValueError(f"seed must be >= 0, got {seed}")
+
+
+def split_seeds(split: str, n: int, start: int = 0) -> range:
+    """Seeds of pieces ``start .. start+n-1`` of a split."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if start < 0 or n < 0 or start + n > SPLIT_SIZE:
+        raise ValueError(f"a split holds pieces 0..{SPLIT_SIZE - 1}")
+    base = SPLITS[split]
+    return range(base + start, base + start + n)
 
 
 def _near(pc: int, target: float, lo: int, hi: int) -> int:
@@ -223,6 +259,7 @@ class _Composer:
         self.seed = int(seed)
         self.seconds = float(seconds)
         self.rng = np.random.default_rng([VERSION, 0x6D75, self.seed, attempt])
+        self.split = split_of(self.seed)
         rng = self.rng
         names = sorted(STYLES)
         w = np.array([STYLES[n]["weight"] for n in names])
@@ -428,10 +465,25 @@ class _Composer:
             ev = [(p, n, v * 0.75) for p, n, v in ev]
         return ev
 
+    def choose(self, stem: str, seq):
+        """An instrument for ``stem`` from ``seq`` (programs or (program, pattern) pairs):
+        training and validation pieces never get a held-out one; test pieces prefer them."""
+        held = HELD_OUT[stem]
+        prog = (lambda c: c[0]) if isinstance(seq[0], tuple) else (lambda c: c)
+        if self.split == "test":
+            new = [c for c in seq if prog(c) in held]
+            if new and self.rng.random() < 0.5:
+                return _pick(self.rng, new)
+            return _pick(self.rng, seq)
+        kept = [c for c in seq if prog(c) not in held]
+        if not kept:
+            raise AssertionError(f"every {stem} choice {seq} is held out")
+        return _pick(self.rng, kept)
+
     def drums(self) -> Part:
         rng, cfg = self.rng, self.cfg
         family = _pick(rng, cfg["drums"])
-        kit = _pick(rng, cfg["kits"])
+        kit = self.choose("drums", cfg["kits"])
         part = Part("drums", kit, family, bank=128)
         grooves, self.kicks = {}, {}
         for s in self.sections:
@@ -474,7 +526,7 @@ class _Composer:
     def bass(self) -> Part:
         rng, cfg = self.rng, self.cfg
         pat = _pick(rng, cfg["bass_pat"])
-        part = Part("bass", _pick(rng, cfg["bass"]), pat)
+        part = Part("bass", self.choose("bass", cfg["bass"]), pat)
         prev_root = 38.0
         funk_bars = {}
         for s, start in self.bars_of("bass"):
@@ -712,7 +764,7 @@ class _Composer:
     def lead(self) -> Part:
         rng, cfg = self.rng, self.cfg
         voice = rng.random() < cfg["voice_p"]
-        program = _pick(rng, VOICES) if voice else _pick(rng, cfg["leads"])
+        program = self.choose("vocals", VOICES if voice else cfg["leads"])
         part = Part("vocals", program, "voice" if voice else "lead",
                     pan=int(64 + rng.integers(-8, 9)))
         if program in VIBRATO:
@@ -819,11 +871,11 @@ class _Composer:
         self.harmony()
         parts = [self.drums(), self.bass()]
         choices = self.cfg["other"]
-        prog, pat = _pick(rng, choices)
+        prog, pat = self.choose("other", choices)
         parts.append(self.other(prog, pat, {"intro", "verse", "chorus", "break"}))
         if rng.random() < 0.25 + 0.5 * self.energy:
             rest = [c for c in choices if c[1] != pat] or list(choices)
-            prog2, pat2 = _pick(rng, rest)
+            prog2, pat2 = self.choose("other", rest)
             where = {"chorus"} if rng.random() < 0.5 else {"verse", "chorus", "break"}
             parts.append(self.other(prog2, pat2, where))
         parts.append(self.lead())
@@ -1057,49 +1109,94 @@ def _complete(folder: Path) -> bool:
         (folder / f"{n}.wav").is_file() for n in (*STEMS, "mix"))
 
 
-def render_set(n: int, seconds: float, sample_rate: int, seed0: int = 0,
-               folder=None) -> list:
-    """Render pieces ``seed0 .. seed0+n-1`` as folders of float WAVs (stems, mix.wav and
-    meta.json); pieces already on disk are skipped.  Returns the piece folders."""
+def _render_to(dest: Path, seed: int, seconds: float, sample_rate: int) -> Path:
     import soundfile as sf
-    root = (Path(folder) if folder is not None else
-            cache_dir("music", f"v{VERSION}-{int(sample_rate)}hz-{seconds:g}s"))
+    if _complete(dest):
+        return dest
+    audio = render_piece(seed, seconds, sample_rate)
+    tmp = dest.parent / f".tmp-{dest.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, x in audio.items():
+        sf.write(str(tmp / f"{name}.wav"), x.T, int(sample_rate), subtype="FLOAT")
+    meta = compose(seed, seconds).describe()
+    meta["sample_rate"] = int(sample_rate)
+    meta["peaks"] = {k: round(float(np.abs(v).max()), 5) for k, v in audio.items()}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
+def default_folder(seconds: float, sample_rate: int, split: str | None = None) -> Path:
+    """Where :func:`render_set` puts pieces by default (under the rtengine cache)."""
+    parts = ["music", f"v{VERSION}-{int(sample_rate)}hz-{seconds:g}s"]
+    return cache_dir(*parts, split) if split else cache_dir(*parts)
+
+
+def render_set(n: int, seconds: float, sample_rate: int, seed0: int = 0,
+               folder=None, split: str | None = None, jobs: int = 1,
+               progress: bool = False) -> list:
+    """Render pieces as folders of float WAVs (the four stems, mix.wav and meta.json);
+    pieces already on disk are skipped, so an interrupted run resumes.
+
+    Without ``split`` the pieces are seeds ``seed0 .. seed0+n-1``; with ``split`` ("train",
+    "valid" or "test") they are that split's pieces ``seed0 .. seed0+n-1`` (see
+    :func:`split_seeds`).  ``jobs`` > 1 renders in that many processes.  Returns the folders."""
+    seeds = split_seeds(split, n, seed0) if split else range(seed0, seed0 + n)
+    root = Path(folder) if folder is not None else default_folder(seconds, sample_rate, split)
     root.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seed in range(seed0, seed0 + n):
-        dest = root / f"piece{seed:05d}"
-        paths.append(dest)
-        if _complete(dest):
-            continue
-        audio = render_piece(seed, seconds, sample_rate)
-        tmp = root / f".tmp-{dest.name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, x in audio.items():
-            sf.write(str(tmp / f"{name}.wav"), x.T, int(sample_rate), subtype="FLOAT")
-        meta = compose(seed, seconds).describe()
-        meta["sample_rate"] = int(sample_rate)
-        meta["peaks"] = {k: round(float(np.abs(v).max()), 5) for k, v in audio.items()}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    return paths
+    dests = [root / f"piece{seed:07d}" for seed in seeds]
+    todo = [(d, s) for d, s in zip(dests, seeds) if not _complete(d)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="piece", desc=f"rendering {split or 'pieces'}")
+    if jobs <= 1 or len(todo) <= 1:
+        for d, s in todo:
+            _render_to(d, s, seconds, sample_rate)
+            if bar is not None:
+                bar.update()
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing as mp
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futs = [pool.submit(_render_to, d, s, seconds, sample_rate) for d, s in todo]
+            for f in futs:
+                f.result()
+                if bar is not None:
+                    bar.update()
+    if bar is not None:
+        bar.close()
+    return dests
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rtengine.data.music",
                                  description="Render varied multitrack music pieces "
                                              "(FluidSynth + FluidR3 GM).")
-    ap.add_argument("--n", type=int, default=4, help="number of pieces")
+    ap.add_argument("--n", type=int, default=None, help="number of pieces (default 4)")
+    ap.add_argument("--hours", type=float, default=None,
+                    help="render this many hours instead of --n pieces")
+    ap.add_argument("--split", choices=tuple(SPLITS), default=None,
+                    help="render that split's pieces (train/valid/test; test pieces also use "
+                         "held-out instruments)")
+    ap.add_argument("--jobs", type=int, default=1, help="render in this many processes")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each piece")
     ap.add_argument("--sample-rate", "--sr", type=int, default=44100)
-    ap.add_argument("--seed0", type=int, default=0, help="seed of the first piece")
+    ap.add_argument("--seed0", type=int, default=0,
+                    help="seed of the first piece (with --split: index within the split)")
     ap.add_argument("--out", default=None, help="output folder (default: the rtengine cache)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if args.n is not None and args.hours is not None:
+        ap.error("give --n or --hours, not both")
+    n = (int(math.ceil(args.hours * 3600 / args.seconds)) if args.hours is not None
+         else args.n if args.n is not None else 4)
     try:
-        paths = render_set(args.n, args.seconds, args.sample_rate, args.seed0, args.out)
+        paths = render_set(n, args.seconds, args.sample_rate, args.seed0, args.out,
+                           split=args.split, jobs=max(1, args.jobs), progress=n > 8)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
