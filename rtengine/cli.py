@@ -40,7 +40,8 @@ def _progress(total: int, desc: str):
     return bar, update
 
 
-def _cmd_render(args) -> int:
+def _render_one(args) -> int:
+    """``rtengine render IN OUT``: one file, with a progress bar over its frames."""
     from .audio import open_input, render_file
     from .engine import Engine
     chain = Chain.load(args.chain)
@@ -68,6 +69,75 @@ def _cmd_render(args) -> int:
                             chains={"render": engine})
     print(f"provenance: {side}", file=sys.stderr)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _split_paths(args, command: str, last: str) -> tuple[list[str], str] | None:
+    """(inputs, output) from the positional paths; None (after an error message) when there
+    is only one, or when --jobs and --cluster are both given."""
+    if len(args.paths) < 2:
+        print(f"rtengine: error: {command} needs INPUT... and {last} (got only "
+              f"{args.paths[0]})", file=sys.stderr)
+        return None
+    if args.cluster and args.jobs:
+        print("rtengine: error: --jobs sets local processes; with --cluster the Dask workers "
+              "do the work: give one or the other", file=sys.stderr)
+        return None
+    return args.paths[:-1], args.paths[-1]
+
+
+def _single_file_note(args, command: str) -> None:
+    given = [opt for opt, value in (("--jobs", args.jobs), ("--cluster", args.cluster),
+                                    ("--retries", args.retries), ("--force", args.force))
+             if value]
+    if given:
+        print(f"rtengine {command}: note: {', '.join(given)} apply to batches (several inputs, "
+              "a folder, or an existing output folder); one file runs here", file=sys.stderr)
+
+
+def _run_batch(args, command: str, plan, job_fn, settings: dict, key: dict) -> int:
+    from . import batch
+    outcomes = batch.run(command, plan, job_fn, settings, key, jobs=args.jobs,
+                         cluster=args.cluster,
+                         retries=batch.DEFAULT_RETRIES if args.retries is None else args.retries,
+                         force=args.force)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _cmd_render(args) -> int:
+    from . import batch
+    split = _split_paths(args, "render", "OUTPUT")
+    if split is None:
+        return 2
+    inputs, output = split
+    plan = batch.plan(inputs, output)
+    if not plan.batch:
+        _single_file_note(args, "render")
+        args.input, args.output = inputs[0], output
+        return _render_one(args)
+    settings = {"chain": str(Path(args.chain).resolve()), "block_size": args.block_size,
+                "subtype": args.subtype}
+    key = dict(settings, chain=batch.chain_digest(args.chain))
+    return _run_batch(args, "render", plan, batch.render_job, settings, key)
 
 
 def _cmd_balance_learn(args) -> int:
@@ -104,7 +174,8 @@ def _cmd_balance_plot(args) -> int:
     return 0
 
 
-def _cmd_master(args) -> int:
+def _master_one(args) -> int:
+    """``rtengine master IN OUT``: one file, with the full report."""
     from .mastering import format_report, master_file, plot
     report = master_file(args.input, args.output, target=args.target, ceiling=args.ceiling,
                          reference=args.reference, subtype=args.subtype,
@@ -114,6 +185,121 @@ def _cmd_master(args) -> int:
     if args.plot:
         print(f"plot: {plot(report, args.plot)}", file=sys.stderr)
     print(f"wrote {args.output}; provenance: {report['provenance']}", file=sys.stderr)
+    return 0
+
+
+def _cmd_master(args) -> int:
+    from . import batch
+    split = _split_paths(args, "master", "OUTPUT")
+    if split is None:
+        return 2
+    inputs, output = split
+    plan = batch.plan(inputs, output)
+    if not plan.batch:
+        _single_file_note(args, "master")
+        args.input, args.output = inputs[0], output
+        return _master_one(args)
+    if args.plot:
+        print(f"rtengine: error: --plot writes one PNG; leave it out for a batch of "
+              f"{len(plan.jobs)} files (or master them one at a time)", file=sys.stderr)
+        return 2
+    ref = None
+    if args.reference is not None:
+        ref = Path(args.reference)
+        if not ref.is_file():
+            raise batch.BatchError(f"reference {ref} does not exist; give a finished track "
+                                   "to match, or --target")
+    settings = {"target": args.target, "ceiling": args.ceiling,
+                "reference": None if ref is None else str(ref.resolve()),
+                "subtype": args.subtype, "balance": not args.no_balance}
+    key = dict(settings, reference=None if ref is None else batch.sha256(ref))
+    return _run_batch(args, "master", plan, batch.master_job, settings, key)
+
+
+def _cmd_stems(args) -> int:
+    from . import batch
+    if args.paths[0] == "check" and len(args.paths) == 2:
+        return _stems_check(args.paths[1])
+    if args.paths == ["check"]:
+        print("rtengine: error: stems check needs the model: rtengine stems check MODEL.onnx",
+              file=sys.stderr)
+        return 2
+    split = _split_paths(args, "stems", "OUTDIR")
+    if split is None:
+        return 2
+    inputs, out_dir = split
+    from .stems.contract import check_model, default_model
+    model = Path(args.model) if args.model else default_model()
+    plan = batch.plan(inputs, out_dir, per_input_folder=True)
+    if not plan.batch:
+        _single_file_note(args, "stems")
+        return _stems_one(inputs[0], out_dir, model, args)
+    spec = check_model(model)                    # a bad model fails once, before any job
+    settings = {"model": str(model.resolve()), "threads": args.threads or 1,
+                "subtype": args.subtype}
+    key = {"model": spec.sha256, "subtype": args.subtype}
+    return _run_batch(args, "stems", plan, batch.stems_job, settings, key)
+
+
+def _stems_one(in_path: str, out_dir: str, model_path: Path, args) -> int:
+    """``rtengine stems IN OUTDIR``: one file, with a progress bar over its STFT frames."""
+    from tqdm import tqdm
+
+    from .stems.offline import separate_file
+    from .stems.separate import Model, default_threads
+    model = Model(model_path, threads=args.threads or default_threads())
+    spec = model.spec
+    print(f"model {model.path}: {', '.join(spec.stems)}; "
+          f"{', '.join(map(str, spec.sample_rates))} Hz; {model.threads} threads",
+          file=sys.stderr)
+    bars: list = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit=" STFT frames", desc=Path(in_path).name,
+                             file=sys.stderr, dynamic_ncols=True, mininterval=0.2))
+        bars[0].update(done - bars[0].n)
+
+    t0 = time.perf_counter()
+    try:
+        report = separate_file(in_path, out_dir, model=model, subtype=args.subtype,
+                               progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    dt = time.perf_counter() - t0
+    for path in report["outputs"]:
+        print(path)
+    secs = report["frames"] / report["sample_rate"]
+    if report["nonfinite_in"]:
+        print(f"warning: {in_path} holds {report['nonfinite_in']} NaN or infinite samples; "
+              "they were separated as silence", file=sys.stderr)
+    res = report["sum_residual"]
+    print(f"wrote {len(report['outputs'])} stems of {report['frames']} frames, "
+          f"{report['channels']} ch, {report['sample_rate']} Hz; "
+          + (f"sum residual {res:.2e} (the stems add up to the input)" if res is not None else
+             f"sum residual not measured (separated at the model's {report['model_rate']} Hz "
+             "and resampled)")
+          + f"; {secs / max(dt, 1e-9):.0f}x real time", file=sys.stderr)
+    print(f"provenance: {report['provenance']}", file=sys.stderr)
+    return 0
+
+
+def _stems_check(path: str) -> int:
+    """``rtengine stems check MODEL.onnx``: what the model declares, or a ModelError."""
+    from .stems.contract import CONTRACT, check_model
+    spec = check_model(path)
+    print(f"model {spec.path}: {spec.name or spec.path.stem}, {spec.bytes} bytes")
+    print(f"  sample rates: {', '.join(map(str, spec.sample_rates))} Hz")
+    print(f"  n_fft {spec.n_fft}, hop {spec.hop} ({spec.bins} bins), window sqrt_hann, "
+          f"lookahead {spec.lookahead}")
+    print(f"  stems: {', '.join(spec.stems)}")
+    states = "; ".join(f"{i} -> {o} {list(shape)}" for i, o, shape in spec.states) or "none"
+    print(f"  states: {states}")
+    print(f"  latency: {spec.latency()} samples = "
+          + ", ".join(f"{1e3 * spec.latency() / r:.2f} ms at {r} Hz" for r in spec.sample_rates))
+    print(f"  sha256: {spec.sha256}")
+    print(f"OK: follows {CONTRACT}")
     return 0
 
 
@@ -310,19 +496,45 @@ def _cmd_status(args) -> int:
     return status(args)
 
 
+BATCH_HELP = ("Give several inputs or a folder (its audio files, sorted) to process a batch "
+              "into the folder {out} ({each}), in parallel with --jobs local processes or on a "
+              "Dask cluster with --cluster. A failed file is retried, then reported (exit "
+              "status 1); a rerun skips the files already done with the same input and "
+              "settings ({out}/.rtengine-batch.json records them).")
+
+
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("batches (several inputs or a folder)")
+    g.add_argument("--jobs", type=_positive_int, default=None,
+                   help="files processed at once in local processes (default: one per core)")
+    g.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run the files on the Dask distributed scheduler at ADDRESS "
+                        "(tcp://host:port; start one with `dask scheduler` and `dask worker "
+                        "ADDRESS`); every worker needs rtengine installed and must see the "
+                        "inputs, chain and output folder at the same paths")
+    g.add_argument("--retries", type=_count, default=None,
+                   help="extra attempts for a file that fails (default 2)")
+    g.add_argument("--force", action="store_true",
+                   help="redo every file, also those already done")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rtengine", description="Real-time audio plugin host")
     ap.add_argument("--version", action="version", version=f"rtengine {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("plugins", help="list every plugin with its parameters")
     p.set_defaults(func=_cmd_plugins)
-    p = sub.add_parser("render", help="render an audio file offline through a chain")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("render", help="render audio files offline through a chain",
+                       usage="rtengine render INPUT [INPUT ...] OUTPUT --chain FILE [options]",
+                       description=BATCH_HELP.format(out="OUTPUT", each="OUTPUT/<file name>"))
+    p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT",
+                   help="audio files or folders of them, then the output file (one input "
+                        "file) or folder")
     p.add_argument("--chain", required=True, help="chain file (TOML)")
     p.add_argument("--block-size", type=int, default=512, help="frames per block (default 512)")
     p.add_argument("--subtype", default=None,
                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
+    _batch_options(p)
     p.set_defaults(func=_cmd_render)
     p = sub.add_parser("balance", help="EQ balancing: learn a target curve, plot a correction")
     bsub = p.add_subparsers(dest="balance_cmd", required=True)
@@ -342,10 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--speed", type=float, default=8.0, help="averaging time in s (default 8)")
     q.add_argument("--output", default=None, help="also write the balanced audio")
     q.set_defaults(func=_cmd_balance_plot)
-    p = sub.add_parser("master", help="master a file in one step: loudness to a target, "
-                                      "glue compression, true-peak limiting; prints a report")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("master", help="master files in one step: loudness to a target, "
+                                      "glue compression, true-peak limiting; prints a report",
+                       usage="rtengine master INPUT [INPUT ...] OUTPUT [options]",
+                       description=BATCH_HELP.format(out="OUTPUT", each="OUTPUT/<file name>"))
+    p.add_argument("paths", nargs="+", metavar="INPUT... OUTPUT",
+                   help="audio files or folders of them, then the output file (one input "
+                        "file) or folder")
     p.add_argument("--target", type=float, default=None,
                    help="integrated loudness in LUFS (default -14, or the reference's)")
     p.add_argument("--ceiling", type=float, default=-1.0, help="true-peak ceiling in dBTP "
@@ -359,7 +574,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loudness, compression and limiting only: no EQ balancing")
     p.add_argument("--subtype", default=None,
                    help="output sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
+    _batch_options(p)
     p.set_defaults(func=_cmd_master)
+    p = sub.add_parser("stems", help="separate files into stems (one file per stem) with an "
+                                     "ONNX model; 'stems check MODEL.onnx' validates a model",
+                       usage="rtengine stems INPUT [INPUT ...] OUTDIR [options]\n"
+                             "       rtengine stems check MODEL.onnx",
+                       description=BATCH_HELP.format(
+                           out="OUTDIR", each="OUTDIR/<file name minus extension>/<stem>.wav")
+                       + " One input file writes OUTDIR/<stem>.wav. 'rtengine stems check "
+                         "MODEL.onnx' checks a model against the rtengine.stems/1 contract "
+                         "and prints what it declares.")
+    p.add_argument("paths", nargs="+", metavar="INPUT... OUTDIR",
+                   help="audio files or folders of them, then the output folder")
+    p.add_argument("--model", default=None,
+                   help="stem model (.onnx following rtengine.stems/1; default: the shipped "
+                        "model)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="onnxruntime threads per file (default: all cores for one file, 1 per "
+                        "job in a batch)")
+    p.add_argument("--subtype", default=None,
+                   help="stem sample format, e.g. PCM_16, PCM_24, FLOAT (default: the input's)")
+    _batch_options(p)
+    p.set_defaults(func=_cmd_stems)
     p = sub.add_parser("run", help="run a chain live as a JACK client")
     p.add_argument("--chain", required=True, help="chain file (TOML)")
     p.add_argument("--backend", choices=("jack", "portaudio"), default="jack",
@@ -443,8 +680,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _parse(argv) -> argparse.Namespace:
+    """parse_args, except that the paths of render, master and stems may also come after
+    options (``render a.wav --chain c.toml b.wav out/``): argparse takes the first run of
+    positionals only, so later runs are appended to ``paths`` in order."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "paths", None) is None or any(x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.paths += extra
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     if getattr(args, "block_size", 1) is not None and getattr(args, "block_size", 1) < 1:
         print("rtengine: error: --block-size must be at least 1", file=sys.stderr)
         return 2

@@ -59,11 +59,14 @@ def _plugin_versions(plugins: Iterable[str]) -> dict[str, str]:
 
 
 def write(output, *, command: str, inputs: Iterable[tuple[str, Any]], chains: dict[str, Any],
-          models: Iterable[Any] = (), report: dict[str, Any] | None = None) -> Path:
+          models: Iterable[Any] = (), report: dict[str, Any] | None = None,
+          more_outputs: Iterable[Any] = (), sidecar=None) -> Path:
     """Write the sidecar of ``output``.  ``inputs`` are (role, path) pairs;
     ``chains`` maps a label to an Engine (its chain is written with every
     parameter value); ``models`` are model file paths (the stages' own model
-    files are added).  Returns its path."""
+    files are added); ``more_outputs`` are further files the same job wrote
+    (stems), listed under ``outputs``; ``sidecar`` overrides where the sidecar
+    goes (default ``OUTPUT.provenance.json``).  Returns its path."""
     from . import __version__
     from .engine import Engine
     chain_docs, plugin_names = {}, set()
@@ -90,8 +93,11 @@ def write(output, *, command: str, inputs: Iterable[tuple[str, Any]], chains: di
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+    more = list(more_outputs)
+    if more:
+        doc["outputs"] = [doc["output"]] + [_file_entry(p, "output") for p in more]
     if report:
         doc["report"] = report
-    path = sidecar_path(output)
+    path = Path(sidecar) if sidecar is not None else sidecar_path(output)
     path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path

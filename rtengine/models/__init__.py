@@ -1,0 +1,1 @@
+"""Models shipped with rtengine (ONNX files and their model cards)."""

@@ -1,0 +1,1 @@
+"""Streaming stem separation: the model contract, the separator and training (``train``)."""
