@@ -431,9 +431,12 @@ class Client:
         return out
 
     def process(self, x: np.ndarray, changes=(),
-                timeout_us: int = 100000) -> tuple[np.ndarray, int]:
+                timeout_us: int = 2_000_000) -> tuple[np.ndarray, int]:
         """Process a (channels, frames) float32 block; returns (output, frames the
-        engine processed).  ``changes``: (param index, offset, plain value)."""
+        engine processed).  ``changes``: (param index, offset, plain value).
+        ``timeout_us`` bounds the wait per piece of at most 4096 frames; the
+        default is the VST3 plugin's offline deadline (a caller from Python is
+        not real-time), a real-time caller passes its block's share."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         y = np.empty_like(x)
         ins = ffi.new("float *[]", [ffi.cast("float *", r.ctypes.data) for r in x])
