@@ -378,7 +378,8 @@ def _cmd_serve(args) -> int:
         stop["now"] = True
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    srv = BridgeServer(args.chain, name=args.name, patch_dirs=args.patch_dir).start()
+    srv = BridgeServer(args.chain, name=args.name, patch_dirs=args.patch_dir,
+                       midi_map=args.midi_map).start()
     print(f"rtengine: bridge server '{args.name}' ready for the rtengine VST3 plugin"
           + (f" (default chain {args.chain})" if args.chain else ""), file=sys.stderr)
     import json
@@ -644,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="default", help="bridge name (default 'default')")
     p.add_argument("--patch-dir", action="append", default=[],
                    help="folder whose pyo patches DAW projects may name (repeatable)")
+    p.add_argument("--midi-map", default=None,
+                   help="MIDI map (TOML, as for 'run') for the MIDI that DAW tracks send the "
+                        "plugin")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("vst3", help="build or install the rtengine VST3 plugin")

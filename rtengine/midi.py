@@ -126,7 +126,9 @@ def decode_relative(mode: str, v: int) -> int:
 
 
 # ---- the map file ---------------------------------------------------------------------
-def load_map(path, engine) -> list[Mapping]:
+def read_map(path) -> list[dict]:
+    """The [[map]] entries of a MIDI map file (syntax only; load_map checks them
+    against an engine)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -137,7 +139,12 @@ def load_map(path, engine) -> list[Mapping]:
     entries = data.get("map")
     if not isinstance(entries, list) or not entries:
         raise MidiMapError(f"MIDI map {path}: no [[map]] entries")
-    return [_entry(e, i, path, engine) for i, e in enumerate(entries, 1)]
+    return entries
+
+
+def load_map(path, engine) -> list[Mapping]:
+    path = Path(path)
+    return [_entry(e, i, path, engine) for i, e in enumerate(read_map(path), 1)]
 
 
 def _entry(e: dict, i: int, path: Path, engine) -> Mapping:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -165,6 +166,78 @@ def test_bad_chains_and_corrupt_requests_are_refused(server, name):
         assert got == 64 and np.isfinite(y).all() and lane.counters.rejected >= 3
 
 
+MIDI_MAP = """
+[[map]]
+note = 60
+channel = 1
+target = "gain.bypass"
+mode = "toggle"
+
+[[map]]
+cc = 7
+channel = 1
+target = "gain.gain_db"
+min = -60.0
+max = 0.0
+"""
+
+
+def wait_value(c, key, want, blocks=400):
+    """Process silent blocks until the lane publishes want for key (the lane's
+    MIDI map runs on the server's control side, a few ms behind the audio)."""
+    keys = [p["key"] for p in c.params()]
+    k = keys.index(key)
+    for _ in range(blocks):
+        c.process(np.zeros((2, 64), np.float32))
+        if abs(c.lane.values[k] - want) < 1e-6:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_midi_from_the_daw_goes_through_the_servers_midi_map(name, tmp_path):
+    path = tmp_path / "map.toml"
+    path.write_text(MIDI_MAP)
+    text = '[[stage]]\nplugin = "gain"\n'
+    with BridgeServer(name=name, midi_map=path) as srv, Client(name) as c:
+        c.claim(SR, 512, 2)
+        c.configure(text)
+        seq0 = c.lane.values_seq
+        x = np.full((2, 512), 0.5, np.float32)
+        # CC 7 at 64 on channel 1, in the middle of a block: gain to about -30 dB
+        y, got = c.process(x, midi=[(300, b"\xb0\x07\x40")])
+        assert got == 512
+        assert wait_value(c, "gain.gain_db", -60.0 + 60.0 * 64 / 127)
+        assert c.lane.values_seq != seq0, "the plugin is told values moved outside the DAW"
+        # a note on (channel 1, note 60) toggles the bypass; on channel 2 it does nothing
+        c.process(x, midi=[(0, b"\x91\x3c\x7f")])
+        time.sleep(0.1)
+        assert wait_value(c, "gain.bypass", 0.0)
+        c.process(x, midi=[(10, b"\x90\x3c\x7f"), (20, b"\x80\x3c\x00")])
+        assert wait_value(c, "gain.bypass", 1.0)
+        for _ in range(20):                            # past the bypass crossfade
+            y, _ = c.process(x)
+        np.testing.assert_allclose(y, x, atol=1e-6)
+        # malformed events are refused by the server's checks, counted, never mapped
+        rejected = c.lane.counters.rejected
+        lane = c.lane
+        y, got = c.process(x, midi=[(5, b"\x07\x40\x40"), (6, b"\xb0\x87\x00")])
+        assert got == 512 and lane.counters.rejected == rejected + 2
+        with pytest.raises(BridgeError, match="1 to 3 bytes"):
+            c.process(x, midi=[(0, b"\xf0\x01\x02\x03\xf7")])
+        assert not srv.errors
+    # a map whose targets a lane's chain lacks: the lane runs, unmapped, and says so
+    with BridgeServer(name=name, midi_map=path) as srv, Client(name) as c:
+        c.claim(SR, 512, 2)
+        c.configure('[[stage]]\nplugin = "eq"\n')
+        y, got = c.process(np.zeros((2, 512), np.float32), midi=[(0, b"\xb0\x07\x40")])
+        assert got == 512 and "not mapped" in srv.errors[0] and "gain" in srv.errors[0]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[map]\ncc = 7")
+    with pytest.raises(rtengine.RtEngineError, match="bad.toml"):
+        BridgeServer(name=name, midi_map=bad)
+
+
 def test_a_pyo_patch_runs_only_from_an_allowed_folder(name, tmp_path):
     text = (f'[[stage]]\nplugin = "pyo"\n[stage.options]\npatch = "{PATCHES / "reverb.py"}"\n')
     with BridgeServer(name=name) as srv, Client(name) as c:
@@ -172,12 +245,48 @@ def test_a_pyo_patch_runs_only_from_an_allowed_folder(name, tmp_path):
         with pytest.raises(BridgeError, match="--patch-dir"):
             c.configure(text)
         assert srv.errors
-    with BridgeServer(name=name, patch_dirs=[PATCHES]), Client(name) as c:
+    with BridgeServer(name=name, patch_dirs=[PATCHES]) as srv, Client(name) as c:
         c.claim(SR, 128, 2)
         c.configure(text)
         x = music_like(2, 4096)
         y, got = c.process(x)
-        assert got == 4096 and np.isfinite(y).all()
+        k = c.lane.counters
+        assert got == 4096 and np.isfinite(y).all(), (
+            f"engine frames {got}, ready {c.ready}, late {k.late}, rejected {k.rejected}, "
+            f"requests {k.requests}, refused {srv.errors}")
+
+
+def test_a_slow_chain_build_does_not_stall_the_other_lanes(name, tmp_path):
+    """One DAW track loads a chain that takes seconds to build (here a patch
+    that sleeps 1.5 s when loaded, like a big model); another track keeps
+    being processed by the engine all the while, never falling back to dry."""
+    slow = tmp_path / "slow.py"
+    slow.write_text((PATCHES / "reverb.py").read_text() + "\nimport time\ntime.sleep(1.5)\n")
+    text = f'[[stage]]\nplugin = "pyo"\n[stage.options]\npatch = "{slow}"\n'
+    with BridgeServer(name=name, patch_dirs=[tmp_path]) as srv, Client(name) as a, \
+            Client(name) as b:
+        a.claim(SR, 256, 2)
+        a.configure(CHAIN)
+        b.claim(SR, 256, 2)
+        done = threading.Event()
+
+        def build():
+            try:
+                b.configure(text)
+            finally:
+                done.set()
+        threading.Thread(target=build, daemon=True).start()
+        x = music_like(2, 256)
+        blocks = dry = 0
+        t0 = time.monotonic()
+        while not done.is_set():
+            _, got = a.process(x, timeout_us=20000)
+            blocks += 1
+            dry += got != 256
+            time.sleep(0.002)
+        assert time.monotonic() - t0 > 1.4 and blocks > 100
+        assert dry == 0, f"{dry} of {blocks} blocks fell back to dry during another build"
+        assert b.ready and not srv.errors
 
 
 def test_segment_checks(name, tmp_path):

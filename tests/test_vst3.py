@@ -294,15 +294,52 @@ def test_many_instances_at_once(bundle, server):
             assert np.abs(y - refs[k]).max() <= 1e-6, f"instance {k}"
 
 
-def test_host_calls_pedalboard_does_not_make(bundle, server, tmp_path):
-    """A small C host (tests/vst3_harness.c): a 0-sample flush with no buffers,
-    64-bit requests, no input bus, and raw state blobs (truncated, other
-    version, foreign, empty, good)."""
+def build_harness(tmp_path):
     exe = tmp_path / "harness"
     r = subprocess.run(["gcc", "-O1", "-std=gnu11", "-Wall", "-o", str(exe),
                         str(ROOT / "tests" / "vst3_harness.c"), "-ldl", "-lm"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    return exe
+
+
+def test_notes_on_the_midi_bus_reach_the_engines_midi_map(bundle, tmp_path):
+    """The plugin's MIDI input bus: a note event from the host goes over the
+    bridge to `rtengine serve --midi-map`, toggles the mapped bypass, and the
+    plugin reports the moved parameter back as an output parameter change."""
+    from rtengine.bridge import param_id
+    midi_map = tmp_path / "map.toml"
+    midi_map.write_text('[[map]]\nnote = 60\nchannel = 1\ntarget = "gain.bypass"\n')
+    name = f"vst3m{os.getpid()}"
+    p = subprocess.Popen([sys.executable, "-m", "rtengine", "serve", "--name", name,
+                          "--midi-map", str(midi_map)], cwd=ROOT, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        path = Path(f"/dev/shm/rtengine-{os.getuid()}-{name}")
+        end = time.monotonic() + 30
+        while not path.exists():
+            assert p.poll() is None and time.monotonic() < end, "no bridge server"
+            time.sleep(0.05)
+        exe = build_harness(tmp_path)
+        so = next(Path(bundle).glob("Contents/*/rtengine.so"))
+        r = subprocess.run([str(exe), str(so), "midi"], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "RTENGINE_BRIDGE": name})
+        assert r.returncode == 0 and "ALL OK" in r.stdout, r.stdout + r.stderr
+        taken: set[int] = set()
+        ids = {k: param_id(f"gain.{k}", taken) for k in ("gain_db", "pan", "width", "invert",
+                                                          "bypass")}
+        bypass = ids["bypass"]
+        assert f"output change {bypass} at 0 = 1" in r.stdout, r.stdout
+    finally:
+        stop_server(p)
+        Path(f"/dev/shm/rtengine-{os.getuid()}-{name}").unlink(missing_ok=True)
+
+
+def test_host_calls_pedalboard_does_not_make(bundle, server, tmp_path):
+    """A small C host (tests/vst3_harness.c): a 0-sample flush with no buffers,
+    64-bit requests, no input bus, and raw state blobs (truncated, other
+    version, foreign, empty, good)."""
+    exe = build_harness(tmp_path)
     so = next(Path(bundle).glob("Contents/*/rtengine.so"))
     r = subprocess.run([str(exe), str(so)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "ALL OK" in r.stdout, r.stdout + r.stderr

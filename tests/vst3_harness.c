@@ -2,12 +2,14 @@
  * through calls real hosts make but pedalboard does not (a 0-sample flush with
  * no buffers, 64-bit requests, raw state blobs) and prints one line per check.
  * Usage: vst3_harness path/to/rtengine.so */
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef int32_t tresult;
 typedef uint8_t TUID[16];
@@ -85,6 +87,62 @@ static Stream *stream_of(const void *data, int64_t len)
     return s;
 }
 
+/* an IEventList with a few note events */
+typedef struct {
+    int32_t busIndex, sampleOffset;
+    double ppq;
+    uint16_t flags, type;
+    union { struct { int16_t channel, pitch; float tuning, velocity; int32_t length, id; } on;
+            void *align; uint8_t raw[24]; } u;
+} Event;
+typedef struct { const void *vt; Event ev[8]; int32_t n; } Events;
+static int32_t ev_count(void *p) { return ((Events *)p)->n; }
+static tresult ev_get(void *p, int32_t i, Event *e)
+{
+    Events *l = p;
+    if (i < 0 || i >= l->n) return 2;
+    *e = l->ev[i];
+    return 0;
+}
+static tresult ev_add(void *p, Event *e) { (void)p; (void)e; return 1; }
+static const void *events_vt[] = {(void *)s_qi, (void *)s_ref, (void *)s_ref, (void *)ev_count,
+                                  (void *)ev_get, (void *)ev_add};
+
+/* output parameter changes: every point the plugin adds is printed and kept */
+typedef struct { const void *vt; uint32_t id; double last; int32_t points; } Queue;
+typedef struct { const void *vt; Queue q[64]; int32_t n; } Changes;
+static uint32_t q_id(void *p) { return ((Queue *)p)->id; }
+static int32_t q_count(void *p) { return ((Queue *)p)->points; }
+static tresult q_get(void *p, int32_t i, int32_t *off, double *v)
+{ (void)i; *off = 0; *v = ((Queue *)p)->last; return 0; }
+static tresult q_add(void *p, int32_t off, double v, int32_t *i)
+{
+    Queue *q = p;
+    printf("output change %u at %d = %g\n", q->id, off, v);
+    q->last = v;
+    *i = q->points++;
+    return 0;
+}
+static const void *queue_vt[] = {(void *)s_qi, (void *)s_ref, (void *)s_ref, (void *)q_id,
+                                 (void *)q_count, (void *)q_get, (void *)q_add};
+static int32_t ch_count(void *p) { return ((Changes *)p)->n; }
+static void *ch_get(void *p, int32_t i) { return &((Changes *)p)->q[i]; }
+static void *ch_add(void *p, const uint32_t *id, int32_t *i)
+{
+    Changes *c = p;
+    for (int k = 0; k < c->n; k++)
+        if (c->q[k].id == *id) { *i = k; return &c->q[k]; }
+    if (c->n == 64) return NULL;
+    Queue *q = &c->q[c->n];
+    q->vt = queue_vt;
+    q->id = *id;
+    q->points = 0;
+    *i = c->n++;
+    return q;
+}
+static const void *changes_vt[] = {(void *)s_qi, (void *)s_ref, (void *)s_ref, (void *)ch_count,
+                                   (void *)ch_get, (void *)ch_add};
+
 static int failures;
 static void check(const char *what, int ok)
 {
@@ -92,9 +150,11 @@ static void check(const char *what, int ok)
     if (!ok) failures++;
 }
 
+static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc);
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) return 2;
+    if (argc != 2 && argc != 3) return 2;
     void *lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (!lib) { printf("FAIL dlopen %s\n", dlerror()); return 1; }
     void *(*get)(void) = (void *(*)(void))dlsym(lib, "GetPluginFactory");
@@ -116,6 +176,11 @@ int main(int argc, char **argv)
     ProcessSetup s32 = {0, 0, 512, 48000.0};
     check("32-bit set-up", pv->setup(proc, &s32) == 0);
     check("activate", cv->set_active(comp, 1) == 0);
+    if (argc == 3) {                      /* "midi": the MIDI input bus, against a --midi-map */
+        midi_checks(cv, comp, pv, proc);
+        printf("%s\n", failures ? "FAILED" : "ALL OK");
+        return failures ? 1 : 0;
+    }
     pv->set_processing(proc, 1);
     ProcessData flush = {0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     check("0-sample flush without buffers", pv->process(proc, &flush) == 0);
@@ -164,4 +229,67 @@ int main(int argc, char **argv)
     cv->rel(comp);
     printf("%s\n", failures ? "FAILED" : "ALL OK");
     return failures ? 1 : 0;
+}
+
+/* A note on the MIDI input bus toggles the bypass through the server's MIDI map
+ * (note 60, channel 1); the plugin then reports the moved value to the host as
+ * an output parameter change and the audio comes through unprocessed. */
+static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc)
+{
+    typedef int32_t (*BusCount)(void *, int32_t, int32_t);
+    typedef tresult (*BusInfoFn)(void *, int32_t, int32_t, int32_t, void *);
+    check("one MIDI input bus", ((BusCount)cv->bus_count)(comp, 1, 0) == 1 &&
+                                ((BusCount)cv->bus_count)(comp, 1, 1) == 0);
+    uint8_t info[276];
+    int32_t media = -1, channels = -1;
+    if (((BusInfoFn)cv->bus_info)(comp, 1, 0, 0, info) == 0) {
+        memcpy(&media, info, 4);
+        memcpy(&channels, info + 8, 4);
+    }
+    check("MIDI bus: event media, 16 channels", media == 1 && channels == 16);
+    const char *chain = "[[stage]]\nplugin = \"gain\"\n[stage.params]\ngain_db = -6.0\n";
+    uint32_t n = (uint32_t)strlen(chain);
+    uint8_t blob[256];
+    uint32_t hdr[3] = {0x56455452u, 1u, n};
+    memcpy(blob, hdr, 12);
+    memcpy(blob + 12, chain, n);
+    check("chain restored", cv->set_state(comp, stream_of(blob, 12 + n)) == 0);
+    static float l[512], r[512], ol[512], orr[512];
+    for (int i = 0; i < 512; i++) l[i] = r[i] = 0.25f;
+    void *ins[2] = {l, r}, *outs[2] = {ol, orr};
+    Bus in = {2, 0, ins}, out = {2, 0, outs};
+    Events none = {events_vt, {{0}}, 0};
+    Events note = {events_vt, {{0}}, 1};
+    note.ev[0].sampleOffset = 100;
+    note.ev[0].type = 0;                                  /* note on */
+    note.ev[0].u.on.channel = 0;
+    note.ev[0].u.on.pitch = 60;
+    note.ev[0].u.on.velocity = 0.8f;
+    note.ev[0].u.on.id = -1;
+    Changes changes = {changes_vt, {{0}}, 0};
+    ProcessData block = {0, 0, 512, 1, 1, &in, &out, NULL, &changes, &none, NULL, NULL};
+    int running = 0;
+    for (int k = 0; k < 400 && !running; k++) {           /* the manager thread connects */
+        pv->process(proc, &block);
+        running = fabsf(ol[511] - 0.25f * 0.501187f) < 1e-3f;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    check("processed at -6 dB", running);
+    block.ein = &note;
+    pv->process(proc, &block);
+    block.ein = &none;
+    int reported = 0;
+    for (int k = 0; k < 400 && !reported; k++) {          /* the map runs a few ms behind */
+        changes.n = 0;
+        pv->process(proc, &block);
+        for (int q = 0; q < changes.n; q++)
+            if (changes.q[q].points && changes.q[q].last == 1.0) reported = 1;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    check("the moved bypass is reported to the host", reported);
+    for (int k = 0; k < 10; k++) pv->process(proc, &block);
+    check("bypassed: the input comes through", fabsf(ol[511] - 0.25f) < 1e-6f);
+    return 0;
 }

@@ -22,6 +22,7 @@ from .._runner import ffi, lib
 from ..chain import Chain
 from ..engine import Engine
 from ..errors import RtEngineError
+from ..midi import Mapper, read_map
 from ..params import BYPASS
 
 ERRLEN = 1024
@@ -67,15 +68,19 @@ class _Lane:
         self.keys = keys
         self.old: list[Engine] = []
         self.swaps0 = 0
+        self.mapper: Mapper | None = None
 
 
 class BridgeServer:
     """Serve lanes on the segment ``name``.  ``chain`` (a Chain, a path or None)
     runs in lanes whose plugin sends no chain of its own.  A chain from a DAW
-    project may use a pyo patch only from one of ``patch_dirs``."""
+    project may use a pyo patch only from one of ``patch_dirs``.  ``midi_map``
+    (a MIDI map file, as for ``rtengine run``) maps the MIDI a DAW track sends
+    the plugin to each lane's parameters; targets a lane's chain lacks leave
+    that lane unmapped (said in ``errors``), never refused."""
 
     def __init__(self, chain=None, name: str = "default", patch_dirs=(), fade_ms: float = 10.0,
-                 poll_s: float = 0.02):
+                 poll_s: float = 0.02, midi_map=None):
         if isinstance(chain, (list, tuple)):
             chain = Chain.from_list(chain)
         elif chain is not None and not isinstance(chain, Chain):
@@ -85,6 +90,9 @@ class BridgeServer:
         self.patch_dirs = [Path(d).resolve() for d in patch_dirs]
         self.fade_ms = fade_ms
         self.poll_s = poll_s
+        self.midi_map = Path(midi_map) if midi_map is not None else None
+        if self.midi_map is not None:
+            read_map(self.midi_map)        # unreadable: refused now; targets per lane
         err = ffi.new("char[]", ERRLEN)
         self._s = lib.rtb_server_create(name.encode(), err, ERRLEN)
         if self._s == ffi.NULL:
@@ -96,6 +104,7 @@ class BridgeServer:
         self._thread: threading.Thread | None = None
         self._idx = np.zeros(lib.RTB_MAX_CHANGES, dtype=np.int32)
         self._val = np.zeros(lib.RTB_MAX_CHANGES, dtype=np.float64)
+        self._midi = np.zeros(4 * lib.RTB_MAX_MIDI, dtype=np.uint8)
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> "BridgeServer":
@@ -283,6 +292,7 @@ class BridgeServer:
             return
         new = _Lane(engine, keys)
         new.par_arrays = (par_index, par_rt)
+        new.mapper = self._mapper(i, engine)
         if old is not None:
             # the lane thread switches at its next request; until it has, the old
             # engines stay alive (released by _control)
@@ -313,8 +323,15 @@ class BridgeServer:
                 e.set(held.keys[self._idx[k]], float(self._val[k]))
             except RtEngineError:
                 pass                               # clamped on the lane thread already
+        moved = self._lane_midi(i, held)
+        if moved:                                  # the plugin tells its host (process())
+            seq = (int(lane.values_seq) + 1) & 0xFFFFFFFF
+            for k in moved:
+                lane.moved[k] = seq
         for k, key in enumerate(held.keys):
             lane.values[k] = e.get(key)
+        if moved:
+            lane.values_seq = seq                  # last: the values and marks are written
         if lane.state_seq != lane.state_ack:
             text = e.to_chain().to_toml().encode()
             want = int(lane.state_seq)
@@ -324,6 +341,33 @@ class BridgeServer:
             lane.state_ack = want
             lib.rtb_server_wake(self._s, ffi.addressof(lane, "state_ack"))
 
+
+    def _mapper(self, i: int, engine: Engine) -> Mapper | None:
+        if self.midi_map is None:
+            return None
+        try:
+            return Mapper.from_file(self.midi_map, engine, lambda path: self._program(i, path))
+        except RtEngineError as exc:
+            self.errors.append(f"lane {i}: MIDI from the DAW is not mapped: {exc}")
+            return None
+
+    def _program(self, i: int, path: str) -> None:
+        self.errors.append(f"lane {i}: program change to {path} ignored: a DAW project owns "
+                           "the chain of its plugin (use the DAW's presets)")
+
+    def _lane_midi(self, i: int, held: _Lane) -> list[int]:
+        """The DAW's MIDI for lane i through its map; the parameters it moved."""
+        n = lib.rtb_server_take_midi(self._s, i, ffi.cast("uint8_t *", self._midi.ctypes.data),
+                                     lib.RTB_MAX_MIDI)
+        if n == 0 or held.mapper is None:
+            return []
+        e = held.engine
+        before = [e.get(k) for k in held.keys]
+        raw = self._midi
+        for k in range(n):
+            size = int(raw[4 * k])
+            held.mapper.handle(bytes(raw[4 * k + 1:4 * k + 1 + size]))
+        return [k for k, (key, v) in enumerate(zip(held.keys, before)) if e.get(key) != v]
 
     def _reset(self, i: int) -> None:
         """A fresh engine for the lane (clean processing state) with the values the
@@ -353,6 +397,7 @@ class BridgeServer:
                               ffi.cast("uint8_t *", par_rt.ctypes.data), len(held.keys), 0)
         new = _Lane(fresh, held.keys)
         new.par_arrays = held.par_arrays
+        new.mapper = self._mapper(i, fresh)
         new.old = [held.engine, *held.old]
         new.swaps0 = done0
         self.lanes[i] = new
@@ -430,13 +475,14 @@ class Client:
                         "value": lane.values[k]})
         return out
 
-    def process(self, x: np.ndarray, changes=(),
+    def process(self, x: np.ndarray, changes=(), midi=(),
                 timeout_us: int = 2_000_000) -> tuple[np.ndarray, int]:
         """Process a (channels, frames) float32 block; returns (output, frames the
         engine processed).  ``changes``: (param index, offset, plain value).
         ``timeout_us`` bounds the wait per piece of at most 4096 frames; the
         default is the VST3 plugin's offline deadline (a caller from Python is
-        not real-time), a real-time caller passes its block's share."""
+        not real-time), a real-time caller passes its block's share.  ``midi``:
+        (sample offset, message bytes) pairs, messages of 1 to 3 bytes."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         y = np.empty_like(x)
         ins = ffi.new("float *[]", [ffi.cast("float *", r.ctypes.data) for r in x])
@@ -444,8 +490,16 @@ class Client:
         ch = ffi.new("rtb_change[]", max(len(changes), 1))
         for k, (idx, off, v) in enumerate(changes):
             ch[k].index, ch[k].offset, ch[k].value = idx, off, v
-        got = lib.rtb_client_process(self._c, ins, outs, x.shape[1], ch, len(changes),
-                                     timeout_us)
+        ev = ffi.new("rtb_midi[]", max(len(midi), 1))
+        for k, (off, msg) in enumerate(midi):
+            msg = bytes(msg)
+            if not 1 <= len(msg) <= 3:
+                raise BridgeError(f"MIDI message {msg.hex()}: the bridge carries messages of "
+                                  "1 to 3 bytes (no SysEx)")
+            ev[k].offset, ev[k].size = off, len(msg)
+            ev[k].data[0:len(msg)] = list(msg)
+        got = lib.rtb_client_process_midi(self._c, ins, outs, x.shape[1], ch, len(changes),
+                                          ev, len(midi), timeout_us)
         return y, got
 
     def close(self) -> None:

@@ -46,6 +46,12 @@ int32_t rtb_client_ready(rtb_client *c);
 int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *out,
                            int32_t nframes, const rtb_change *changes, int32_t nchanges,
                            int32_t timeout_us);
+/* The same with MIDI: midi[0..nmidi-1] at sample offsets in the block (sorted
+ * or not); each goes with the piece that holds its offset.  Events of a piece
+ * the engine does not answer are not delivered. */
+int32_t rtb_client_process_midi(rtb_client *c, const float *const *in, float *const *out,
+                                int32_t nframes, const rtb_change *changes, int32_t nchanges,
+                                const rtb_midi *midi, int32_t nmidi, int32_t timeout_us);
 
 /* Benchmark: nblocks calls of rtb_client_process on the same buffers, the
  * duration of each in us[] (microseconds).  Returns frames the engine processed. */
@@ -73,6 +79,9 @@ void rtb_server_detach(rtb_server *s, int32_t lane);
  * coefficients): (index, value) pairs, up to max; returns how many. */
 int32_t rtb_server_take_changes(rtb_server *s, int32_t lane, int32_t *index, double *value,
                                 int32_t max);
+/* The lane's MIDI from the DAW, for its MIDI map: up to max messages as 4
+ * bytes each (size 1..3, then the message, zero-padded); returns how many. */
+int32_t rtb_server_take_midi(rtb_server *s, int32_t lane, uint8_t *dst, int32_t max);
 /* Control side: sleep (without the GIL) until a plugin asks for something or
  * timeout_ms passes; returns the request counter to pass next time. */
 uint32_t rtb_server_wait(rtb_server *s, uint32_t last, int32_t timeout_ms);

@@ -307,7 +307,7 @@ int32_t rtb_client_ready(rtb_client *c)
 /* Audio thread: one piece of at most RTB_MAX_FRAMES. */
 static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *out, int32_t off,
                          int32_t n, const rtb_change *changes, int32_t nchanges,
-                         int32_t timeout_us)
+                         const rtb_midi *midi, int32_t nmidi, int32_t timeout_us)
 {
     const int32_t nch = c->channels;
     const int32_t want = __atomic_load_n(&c->latency, __ATOMIC_ACQUIRE);
@@ -358,7 +358,15 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
                 k++;
             }
             l->nchanges = k;
-            l->nmidi = 0;
+            int32_t m = 0;
+            for (int32_t i = 0; i < nmidi && m < RTB_MAX_MIDI; i++) {
+                int32_t o = midi[i].offset - off;
+                if (o < 0 || o >= n || midi[i].size < 1 || midi[i].size > 3) continue;
+                l->midi[m] = midi[i];
+                l->midi[m].offset = o;
+                m++;
+            }
+            l->nmidi = m;
             l->nframes = n;
             l->channels = nch;
             uint32_t req = __atomic_add_fetch(&l->req_seq, 1, __ATOMIC_ACQ_REL);
@@ -392,18 +400,26 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
     return 0;
 }
 
+int32_t rtb_client_process_midi(rtb_client *c, const float *const *in, float *const *out,
+                                int32_t nframes, const rtb_change *changes, int32_t nchanges,
+                                const rtb_midi *midi, int32_t nmidi, int32_t timeout_us)
+{
+    if (!c || nframes <= 0 || !in || !out) return 0;
+    if (!midi) nmidi = 0;
+    int32_t done = 0, engine = 0;
+    while (done < nframes) {
+        int32_t n = nframes - done < RTB_MAX_FRAMES ? nframes - done : RTB_MAX_FRAMES;
+        engine += rtb_piece(c, in, out, done, n, changes, nchanges, midi, nmidi, timeout_us);
+        done += n;
+    }
+    return engine;
+}
+
 int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *out,
                            int32_t nframes, const rtb_change *changes, int32_t nchanges,
                            int32_t timeout_us)
 {
-    if (!c || nframes <= 0 || !in || !out) return 0;
-    int32_t done = 0, engine = 0;
-    while (done < nframes) {
-        int32_t n = nframes - done < RTB_MAX_FRAMES ? nframes - done : RTB_MAX_FRAMES;
-        engine += rtb_piece(c, in, out, done, n, changes, nchanges, timeout_us);
-        done += n;
-    }
-    return engine;
+    return rtb_client_process_midi(c, in, out, nframes, changes, nchanges, NULL, 0, timeout_us);
 }
 
 int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,

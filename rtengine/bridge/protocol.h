@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define RTB_MAGIC 1381253703          /* 'RTBG' */
-#define RTB_VERSION 1
+#define RTB_VERSION 2
 #define RTB_MAX_LANES 128
 #define RTB_MAX_CH 2                  /* mono or stereo lanes */
 #define RTB_MAX_FRAMES 4096           /* per request; the plugin splits longer blocks */
@@ -99,6 +99,7 @@ typedef struct rtb_lane {
     rtb_param params[RTB_MAX_PARAMS];
     double values[RTB_MAX_PARAMS];    /* current plain values, written by the server */
     uint32_t values_seq;              /* bumped when values changed outside the DAW */
+    uint32_t moved[RTB_MAX_PARAMS];   /* values_seq at which each was last changed so (MIDI) */
     uint32_t chain_len;
     char chain[RTB_STATE_MAX];        /* chain text: in from the plugin, out from the server */
     uint32_t state_seq;               /* plugin bumps to ask for the current chain text */

@@ -17,6 +17,7 @@
 #include "../native/xfade.h"
 
 #define RTB_RING 4096                 /* control-side changes per lane (power of two) */
+#define RTB_MIDI_RING 2048            /* MIDI messages per lane for the control side */
 
 typedef struct rtb_map {
     int32_t n;
@@ -33,6 +34,7 @@ typedef struct rtb_lane_rt {
     int32_t running;
     int32_t stop;
     int32_t realtime;                 /* 1 when the lane thread got SCHED_FIFO */
+    uint32_t first_last;              /* req_seq when the thread was started */
     rt_xfade x;
     rtb_map maps[2];                  /* the playing chain's and the next one's */
     rtb_map *map;                     /* lane thread's */
@@ -40,6 +42,8 @@ typedef struct rtb_lane_rt {
     int32_t next_map;
     struct { int32_t index; double value; } ring[RTB_RING];
     uint32_t head, tail;              /* lane thread produces, control side consumes */
+    rtb_midi midi[RTB_MIDI_RING];     /* the DAW's MIDI, for the lane's MIDI map */
+    uint32_t mhead, mtail;
     float io2[RTB_MAX_CH * RTB_MAX_FRAMES];
 } rtb_lane_rt;
 
@@ -47,8 +51,27 @@ struct rtb_server {
     rtb_segment *seg;
     int fd;
     char path[256];
+    pthread_t beat;
+    int32_t beating, stop_beat;
     rtb_lane_rt lanes[RTB_MAX_LANES];
 };
+
+/* The heartbeat comes from a native thread of its own: the control side (Python)
+ * may spend seconds building a lane's chain (a model to load, a pyo server to
+ * boot), and the other lanes' plugins must not take that for a dead server. */
+static void *rtb_beat_main(void *arg)
+{
+    rtb_server *s = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    while (!__atomic_load_n(&s->stop_beat, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&s->seg->h.heartbeat_ns, rtb_now_ns(), __ATOMIC_RELEASE);
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
 
 static int rtb_pid_alive(uint32_t pid)
 {
@@ -135,6 +158,7 @@ rtb_server *rtb_server_create(const char *name, char *err, int32_t errlen)
     h->closing = 0;
     __atomic_store_n(&h->server_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
     __atomic_store_n(&h->heartbeat_ns, rtb_now_ns(), __ATOMIC_RELEASE);
+    s->beating = pthread_create(&s->beat, NULL, rtb_beat_main, s) == 0;
     return s;
 }
 
@@ -161,6 +185,13 @@ void rtb_server_wake(rtb_server *s, uint32_t *word)
 }
 
 /* ---- the lane thread ------------------------------------------------------------ */
+
+static void rtb_wake_control(rtb_lane_rt *lr)
+{
+    rtb_segment *seg = lr->srv->seg;                 /* never blocks */
+    __atomic_add_fetch(&seg->h.lanes_seq, 1, __ATOMIC_RELEASE);
+    rtb_wake(&seg->h.lanes_seq);
+}
 
 static void rtb_apply(rtb_lane_rt *lr, rtb_lane *l, const rtb_change *c, rt_runner *r)
 {
@@ -189,9 +220,33 @@ static void rtb_apply(rtb_lane_rt *lr, rtb_lane *l, const rtb_change *c, rt_runn
     lr->ring[h & (RTB_RING - 1)].index = (int32_t)k;
     lr->ring[h & (RTB_RING - 1)].value = v;
     __atomic_store_n(&lr->head, h + 1, __ATOMIC_RELEASE);
-    rtb_segment *seg = lr->srv->seg;                 /* wake the control side (never blocks) */
-    __atomic_add_fetch(&seg->h.lanes_seq, 1, __ATOMIC_RELEASE);
-    rtb_wake(&seg->h.lanes_seq);
+    rtb_wake_control(lr);
+}
+
+/* The request's MIDI to the control side (the lane's MIDI map runs there, as
+ * the mapper of `rtengine run` does).  Every event is checked: its count, size,
+ * a status byte first and data bytes after it; a bad one is counted as a
+ * rejection and skipped, a full ring drops (and counts) the rest. */
+static void rtb_take_request_midi(rtb_lane_rt *lr, rtb_lane *l, int32_t n)
+{
+    int32_t nm = l->nmidi;
+    if (nm == 0) return;
+    if (nm < 0 || nm > RTB_MAX_MIDI) { l->counters.rejected++; return; }
+    uint32_t h = lr->mhead, t = __atomic_load_n(&lr->mtail, __ATOMIC_ACQUIRE);
+    int32_t put = 0;
+    for (int32_t i = 0; i < nm; i++) {
+        rtb_midi e = l->midi[i];                     /* read once: the plugin owns it */
+        int ok = e.size >= 1 && e.size <= 3 && e.offset >= 0 && e.offset < n &&
+                 e.data[0] >= 0x80;
+        for (int32_t b = 1; ok && b < e.size; b++) ok = e.data[b] < 0x80;
+        if (!ok || h - t >= RTB_MIDI_RING) { l->counters.rejected++; continue; }
+        lr->midi[h & (RTB_MIDI_RING - 1)] = e;
+        h++;
+        put++;
+    }
+    if (!put) return;
+    __atomic_store_n(&lr->mhead, h, __ATOMIC_RELEASE);
+    rtb_wake_control(lr);
 }
 
 static void rtb_serve_one(rtb_lane_rt *lr, rtb_lane *l)
@@ -210,6 +265,7 @@ static void rtb_serve_one(rtb_lane_rt *lr, rtb_lane *l)
     }
     for (int32_t c = 0; c < nch; c++)
         memcpy(l->out + c * RTB_MAX_FRAMES, l->in + c * RTB_MAX_FRAMES, sizeof(float) * (size_t)n);
+    rtb_take_request_midi(lr, l, n);
     int32_t nchg = l->nchanges;
     if (nchg < 0 || nchg > RTB_MAX_CHANGES) { l->counters.rejected++; nchg = 0; }
     int32_t pos = 0, k = 0;
@@ -232,8 +288,10 @@ static void *rtb_lane_main(void *arg)
 {
     rtb_lane_rt *lr = arg;
     rtb_lane *l = &lr->srv->seg->lanes[lr->idx];
-    /* requests from before this thread are not answered: their sender gave up */
-    uint32_t last = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
+    /* requests from before the attach are not answered: their sender gave up
+     * (read by rtb_server_attach, not here: a plugin told its chain runs may
+     * post its first request before this thread gets to run) */
+    uint32_t last = lr->first_last;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);      /* signals go to the control thread */
@@ -277,6 +335,7 @@ int32_t rtb_server_attach(rtb_server *s, int32_t lane, void *runner, const int32
         m->steps[k] = l->params[k].steps;
     }
     if (!lr->running) {
+        lr->first_last = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
         lr->map = m;
         rt_xfade_set(&lr->x, runner);
         lr->stop = 0;
@@ -308,6 +367,7 @@ void rtb_server_detach(rtb_server *s, int32_t lane)
     memset(&lr->x, 0, sizeof lr->x);
     lr->map = lr->pending_map = NULL;
     lr->head = lr->tail = 0;
+    lr->mhead = lr->mtail = 0;
     rtb_lane *l = &s->seg->lanes[lane];
     l->owner_pid = 0;
     __atomic_store_n(&l->state, RTB_FREE, __ATOMIC_RELEASE);
@@ -330,10 +390,32 @@ int32_t rtb_server_take_changes(rtb_server *s, int32_t lane, int32_t *index, dou
     return got;
 }
 
+int32_t rtb_server_take_midi(rtb_server *s, int32_t lane, uint8_t *dst, int32_t max)
+{
+    if (!s || lane < 0 || lane >= RTB_MAX_LANES || !dst) return 0;
+    rtb_lane_rt *lr = &s->lanes[lane];
+    uint32_t t = lr->mtail, h = __atomic_load_n(&lr->mhead, __ATOMIC_ACQUIRE);
+    int32_t got = 0;
+    while (t != h && got < max) {
+        const rtb_midi *e = &lr->midi[t & (RTB_MIDI_RING - 1)];
+        uint8_t *d = dst + 4 * got;
+        d[0] = e->size;
+        memcpy(d + 1, e->data, 3);
+        got++;
+        t++;
+    }
+    __atomic_store_n(&lr->mtail, t, __ATOMIC_RELEASE);
+    return got;
+}
+
 void rtb_server_destroy(rtb_server *s)
 {
     if (!s) return;
     __atomic_store_n(&s->seg->h.closing, 1, __ATOMIC_RELEASE);
+    if (s->beating) {
+        __atomic_store_n(&s->stop_beat, 1, __ATOMIC_RELEASE);
+        pthread_join(s->beat, NULL);
+    }
     for (int i = 0; i < RTB_MAX_LANES; i++) {
         rtb_lane_rt *lr = &s->lanes[i];
         if (lr->running) {

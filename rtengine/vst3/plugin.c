@@ -88,6 +88,29 @@ typedef struct IParameterChangesVtbl {
 } IParameterChangesVtbl;
 typedef struct { const IParameterChangesVtbl *v; } IParameterChanges;
 
+/* Event (ivstevents.h): natural alignment, the union at 24, 48 bytes */
+typedef struct {
+    int32_t busIndex, sampleOffset;
+    double ppqPosition;
+    uint16_t flags, type;
+    union {
+        struct { int16_t channel, pitch; float tuning, velocity; int32_t length, noteId; } on;
+        struct { int16_t channel, pitch; float velocity; int32_t noteId; float tuning; } off;
+        struct { int16_t channel, pitch; float pressure; int32_t noteId; } poly;
+        struct { uint32_t size, type; const uint8_t *bytes; } data;   /* 8-aligned */
+        uint8_t raw[24];
+    } u;
+} Event;
+enum { kNoteOnEvent = 0, kNoteOffEvent = 1, kPolyPressureEvent = 3 };
+
+typedef struct IEventListVtbl {
+    FUnknownVtbl u;
+    int32_t (*getEventCount)(void *);
+    tresult (*getEvent)(void *, int32_t, Event *);
+    tresult (*addEvent)(void *, Event *);
+} IEventListVtbl;
+typedef struct { const IEventListVtbl *v; } IEventList;
+
 typedef struct IComponentHandlerVtbl {
     FUnknownVtbl u;
     tresult (*beginEdit)(void *, uint32_t);
@@ -133,6 +156,7 @@ typedef struct {
 } PClassInfoW;
 
 _Static_assert(sizeof(ProcessSetup) == 24, "ProcessSetup");
+_Static_assert(sizeof(Event) == 48 && offsetof(Event, u) == 24, "Event");
 _Static_assert(sizeof(AudioBusBuffers) == 24, "AudioBusBuffers");
 _Static_assert(sizeof(ProcessData) == 80, "ProcessData");
 _Static_assert(sizeof(BusInfo) == 276, "BusInfo");
@@ -171,6 +195,8 @@ typedef struct Plugin {
     int32_t chain_len;
     char bridge_name[64];
     rtb_change changes[RTB_MAX_CHANGES];
+    rtb_midi midi[RTB_MAX_MIDI];      /* the block's MIDI for the engine's MIDI map */
+    uint32_t values_seen;             /* the lane's values_seq last told to the host */
 } Plugin;
 
 #define FROM(field, p) ((Plugin *)((char *)(p) - offsetof(Plugin, field)))
@@ -243,6 +269,7 @@ static void take_table(Plugin *pl, rtb_lane *l, int keep)
         pl->dirty[i] = 0;
     }
     pl->nparams = n;
+    pl->values_seen = __atomic_load_n(&l->values_seq, __ATOMIC_ACQUIRE);
 }
 
 static void restart(Plugin *pl, int32_t flags)
@@ -493,12 +520,24 @@ static tresult set_state(Plugin *pl, IBStream *st)
 static tresult API comp_get_controller_cid(void *s, TUID cid)
 { (void)s; memcpy(cid, CID_rtengine, 16); return kResultOk; }
 static tresult API comp_set_io_mode(void *s, int32_t m) { (void)s; (void)m; return kResultOk; }
+/* one audio bus each way, and a MIDI input (16 channels) whose notes reach the
+ * engine's MIDI map (rtengine serve --midi-map) */
 static int32_t API comp_get_bus_count(void *s, int32_t type, int32_t dir)
-{ (void)s; (void)dir; return type == 0 ? 1 : 0; }
+{ (void)s; return type == 0 || (type == 1 && dir == 0) ? 1 : 0; }
 
 static tresult API comp_get_bus_info(void *s, int32_t type, int32_t dir, int32_t i, BusInfo *b)
 {
     Plugin *pl = FROM(vt_component, s);
+    if (type == 1 && dir == 0 && i == 0 && b) {
+        memset(b, 0, sizeof *b);
+        b->mediaType = 1;
+        b->direction = 0;
+        b->channelCount = 16;
+        to16(b->name, "MIDI In", 128);
+        b->busType = 0;
+        b->flags = 1;
+        return kResultOk;
+    }
     if (type != 0 || i != 0 || !b) return kInvalidArgument;
     memset(b, 0, sizeof *b);
     b->mediaType = 0;
@@ -621,6 +660,66 @@ static tresult API proc_process(void *s, ProcessData *d)
     return r;
 }
 
+/* The host's note events as MIDI bytes at their sample offsets (VST3 gives
+ * controllers to plugins as parameters, not events). */
+static int32_t take_events(Plugin *pl, ProcessData *d, int32_t n)
+{
+    IEventList *ev = d->inputEvents;
+    if (!ev || n <= 0) return 0;
+    int32_t count = ev->v->getEventCount(ev), m = 0;
+    for (int32_t i = 0; i < count && m < RTB_MAX_MIDI; i++) {
+        Event e;
+        memset(&e, 0, sizeof e);
+        if (ev->v->getEvent(ev, i, &e) != kResultOk || e.busIndex != 0) continue;
+        int ch, key, status;
+        float amount;
+        if (e.type == kNoteOnEvent) {
+            ch = e.u.on.channel, key = e.u.on.pitch, amount = e.u.on.velocity, status = 0x90;
+        } else if (e.type == kNoteOffEvent) {
+            ch = e.u.off.channel, key = e.u.off.pitch, amount = e.u.off.velocity, status = 0x80;
+        } else if (e.type == kPolyPressureEvent) {
+            ch = e.u.poly.channel, key = e.u.poly.pitch, amount = e.u.poly.pressure, status = 0xA0;
+        } else {
+            continue;
+        }
+        if (ch < 0 || ch > 15 || key < 0 || key > 127 || !isfinite(amount)) continue;
+        int v = (int)lrintf((amount < 0 ? 0 : amount > 1 ? 1 : amount) * 127.0f);
+        if (status == 0x90 && v == 0) v = 1;          /* velocity 0 would mean note off */
+        rtb_midi *o = &pl->midi[m++];
+        o->offset = e.sampleOffset < 0 ? 0 : e.sampleOffset >= n ? n - 1 : e.sampleOffset;
+        o->size = 3;
+        o->data[0] = (uint8_t)(status | ch);
+        o->data[1] = (uint8_t)key;
+        o->data[2] = (uint8_t)v;
+    }
+    return m;
+}
+
+/* Values the engine's MIDI map moved: into this instance's value store and out
+ * to the host as parameter changes, so its automation lanes and knobs follow. */
+static void values_to_host(Plugin *pl, rtb_client *c, ProcessData *d)
+{
+    rtb_lane *l = rtb_client_lane(c);
+    if (!l) return;
+    uint32_t seq = __atomic_load_n(&l->values_seq, __ATOMIC_ACQUIRE);
+    uint32_t since = seq - pl->values_seen;
+    if (!since) return;
+    IParameterChanges *oc = d->outputParameterChanges;
+    int n = l->nparams < pl->nparams ? l->nparams : pl->nparams;
+    if (n < 0) n = 0;
+    for (int k = 0; k < n; k++) {
+        if (seq - l->moved[k] >= since) continue;     /* not moved since last time */
+        double v = to_norm(&pl->params[k], l->values[k]);
+        if (!isfinite(v)) continue;
+        pl->norm[k] = v;
+        if (!oc) continue;
+        int32_t qi = 0, pi = 0;
+        IParamValueQueue *q = oc->v->addParameterData(oc, &pl->params[k].id, &qi);
+        if (q) q->v->addPoint(q, 0, v, &pi);
+    }
+    pl->values_seen = seq;
+}
+
 static tresult process_block(Plugin *pl, ProcessData *d)
 {
     if (!d) return kInvalidArgument;
@@ -706,7 +805,9 @@ static tresult process_block(Plugin *pl, ProcessData *d)
         double block_us = 1e6 * (double)n / (pl->sample_rate > 0 ? pl->sample_rate : 48000);
         timeout_us = (int32_t)(0.5 * block_us) + 200;
     }
-    rtb_client_process(c, in, o, n, pl->changes, nchg, timeout_us);
+    int32_t nmidi = take_events(pl, d, n);
+    rtb_client_process_midi(c, in, o, n, pl->changes, nchg, pl->midi, nmidi, timeout_us);
+    values_to_host(pl, c, d);
     for (int k = ch; k < och; k++) memcpy(out[k], out[0], sizeof(float) * (size_t)n);
     return kResultOk;
 }
