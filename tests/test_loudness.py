@@ -212,8 +212,11 @@ def test_meter_stage_costs_little():
     period: the stereo meter runs at least 100x real time."""
     import time
     x = tone(-20, 10.0)
-    m = Meter(SR, 2)
-    t0 = time.perf_counter()
-    m.feed(x)
-    dt = time.perf_counter() - t0
+    times = []
+    for _ in range(3):                   # the best of three: other work on a shared machine
+        m = Meter(SR, 2)
+        t0 = time.perf_counter()
+        m.feed(x)
+        times.append(time.perf_counter() - t0)
+    dt = min(times)
     assert dt < 10.0 / 100, f"meter took {dt:.3f} s for 10 s of stereo audio"

@@ -87,10 +87,10 @@ static inline double expint_e1(double x)
 int32_t rtk_dn_plan(double *st)
 {
     dn_view v = dn_regions(st);
-    fftw_plan f = fftw_plan_dft_r2c_1d(v.n, v.frame, (fftw_complex *)v.spec,
-                                       FFTW_ESTIMATE | FFTW_UNALIGNED);
-    fftw_plan b = fftw_plan_dft_c2r_1d(v.n, (fftw_complex *)v.spec, v.frame,
-                                       FFTW_ESTIMATE | FFTW_UNALIGNED);
+    unsigned flags = FFTW_ESTIMATE;            /* SIMD when the buffers are aligned */
+    if (fftw_alignment_of(v.frame) || fftw_alignment_of(v.spec)) flags |= FFTW_UNALIGNED;
+    fftw_plan f = fftw_plan_dft_r2c_1d(v.n, v.frame, (fftw_complex *)v.spec, flags);
+    fftw_plan b = fftw_plan_dft_c2r_1d(v.n, (fftw_complex *)v.spec, v.frame, flags);
     if (!f || !b) {
         if (f) fftw_destroy_plan(f);
         if (b) fftw_destroy_plan(b);
