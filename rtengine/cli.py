@@ -123,17 +123,27 @@ def _run_batch(args, command: str, plan, job_fn, settings: dict, key: dict) -> i
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
-def _cmd_render(args) -> int:
+def _plan_or_one(args, cmd: str, one):
+    """(batch plan, None) for many inputs; (None, exit code) after running ``one``
+    on a single file, or for paths that do not make sense."""
     from . import batch
-    split = _split_paths(args, "render", "OUTPUT")
+    split = _split_paths(args, cmd, "OUTPUT")
     if split is None:
-        return 2
+        return None, 2
     inputs, output = split
     plan = batch.plan(inputs, output)
-    if not plan.batch:
-        _single_file_note(args, "render")
-        args.input, args.output = inputs[0], output
-        return _render_one(args)
+    if plan.batch:
+        return plan, None
+    _single_file_note(args, cmd)
+    args.input, args.output = inputs[0], output
+    return None, one(args)
+
+
+def _cmd_render(args) -> int:
+    from . import batch
+    plan, rc = _plan_or_one(args, "render", _render_one)
+    if plan is None:
+        return rc
     settings = {"chain": str(Path(args.chain).resolve()), "block_size": args.block_size,
                 "subtype": args.subtype}
     key = dict(settings, chain=batch.chain_digest(args.chain))
@@ -190,15 +200,9 @@ def _master_one(args) -> int:
 
 def _cmd_master(args) -> int:
     from . import batch
-    split = _split_paths(args, "master", "OUTPUT")
-    if split is None:
-        return 2
-    inputs, output = split
-    plan = batch.plan(inputs, output)
-    if not plan.batch:
-        _single_file_note(args, "master")
-        args.input, args.output = inputs[0], output
-        return _master_one(args)
+    plan, rc = _plan_or_one(args, "master", _master_one)
+    if plan is None:
+        return rc
     if args.plot:
         print(f"rtengine: error: --plot writes one PNG; leave it out for a batch of "
               f"{len(plan.jobs)} files (or master them one at a time)", file=sys.stderr)
