@@ -218,6 +218,13 @@ def test_midi_from_the_daw_goes_through_the_servers_midi_map(name, tmp_path):
         for _ in range(20):                            # past the bypass crossfade
             y, _ = c.process(x)
         np.testing.assert_allclose(y, x, atol=1e-6)
+        # a block the plugin gives up on at once (no time to wait) loses no MIDI:
+        # the note goes with the next request the engine takes, exactly once
+        c.process(x, midi=[(0, b"\x90\x3c\x7f")], timeout_us=0)
+        assert wait_value(c, "gain.bypass", 0.0)
+        for _ in range(20):
+            c.process(x)
+        assert c.lane.values[[p["key"] for p in c.params()].index("gain.bypass")] == 0.0
         # malformed events are refused by the server's checks, counted, never mapped
         rejected = c.lane.counters.rejected
         lane = c.lane

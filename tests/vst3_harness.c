@@ -269,7 +269,7 @@ static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc)
     Changes changes = {changes_vt, {{0}}, 0};
     ProcessData block = {0, 0, 512, 1, 1, &in, &out, NULL, &changes, &none, NULL, NULL};
     int running = 0;
-    for (int k = 0; k < 400 && !running; k++) {           /* the manager thread connects */
+    for (int k = 0; k < 1000 && !running; k++) {           /* the manager thread connects */
         pv->process(proc, &block);
         running = fabsf(ol[511] - 0.25f * 0.501187f) < 1e-3f;
         struct timespec ts = {0, 5000000};
@@ -280,7 +280,7 @@ static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc)
     pv->process(proc, &block);
     block.ein = &none;
     int reported = 0;
-    for (int k = 0; k < 400 && !reported; k++) {          /* the map runs a few ms behind */
+    for (int k = 0; k < 1000 && !reported; k++) {          /* the map runs a few ms behind */
         changes.n = 0;
         pv->process(proc, &block);
         for (int q = 0; q < changes.n; q++)

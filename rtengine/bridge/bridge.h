@@ -47,8 +47,9 @@ int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *
                            int32_t nframes, const rtb_change *changes, int32_t nchanges,
                            int32_t timeout_us);
 /* The same with MIDI: midi[0..nmidi-1] at sample offsets in the block (sorted
- * or not); each goes with the piece that holds its offset.  Events of a piece
- * the engine does not answer are not delivered. */
+ * or not), into the lane's MIDI ring with the piece that holds its offset; the
+ * server takes them at its next request, so a piece the engine does not
+ * answer in time loses none (a full ring drops and counts them). */
 int32_t rtb_client_process_midi(rtb_client *c, const float *const *in, float *const *out,
                                 int32_t nframes, const rtb_change *changes, int32_t nchanges,
                                 const rtb_midi *midi, int32_t nmidi, int32_t timeout_us);

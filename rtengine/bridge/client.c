@@ -358,15 +358,18 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
                 k++;
             }
             l->nchanges = k;
-            int32_t m = 0;
-            for (int32_t i = 0; i < nmidi && m < RTB_MAX_MIDI; i++) {
+            uint32_t mh = l->midi_head;
+            const uint32_t mt = __atomic_load_n(&l->midi_tail, __ATOMIC_ACQUIRE);
+            for (int32_t i = 0; i < nmidi; i++) {
                 int32_t o = midi[i].offset - off;
                 if (o < 0 || o >= n || midi[i].size < 1 || midi[i].size > 3) continue;
-                l->midi[m] = midi[i];
-                l->midi[m].offset = o;
-                m++;
+                if (mh - mt >= RTB_MAX_MIDI) { l->counters.midi_dropped++; continue; }
+                rtb_midi *e = &l->midi[mh % RTB_MAX_MIDI];
+                *e = midi[i];
+                e->offset = o;
+                mh++;
             }
-            l->nmidi = m;
+            __atomic_store_n(&l->midi_head, mh, __ATOMIC_RELEASE);
             l->nframes = n;
             l->channels = nch;
             uint32_t req = __atomic_add_fetch(&l->req_seq, 1, __ATOMIC_ACQ_REL);

@@ -10,8 +10,9 @@
  *
  * Wake-ups are futexes on 32-bit sequence words in the segment (shared, not
  * process-private), so neither side needs the GIL or a lock:
- *   - plugin: write input, parameter changes and MIDI, then bump req_seq and
- *     wake it; wait on resp_seq with a timeout (the host's deadline);
+ *   - plugin: write input, parameter changes and MIDI (a ring of its own),
+ *     then bump req_seq and wake it; wait on resp_seq with a timeout (the
+ *     host's deadline);
  *   - server: a native thread per lane waits on req_seq, runs the lane's chain
  *     through the native runner, writes the output, bumps resp_seq, wakes it.
  * Every count and offset read from the segment is bounds-checked by the side
@@ -78,6 +79,7 @@ typedef struct rtb_counters {
     uint64_t late;                    /* plugin: timed out, output its dry fallback */
     uint64_t fallback_frames;         /* plugin: frames of dry fallback */
     uint64_t reconnects;              /* plugin: lanes claimed again after a server restart */
+    uint64_t midi_dropped;            /* plugin: MIDI events with no room in the ring */
 } rtb_counters;
 
 typedef struct rtb_lane {
@@ -115,10 +117,14 @@ typedef struct rtb_lane {
     uint32_t resp_seq;                /* futex: server sets to req_seq when answered */
     int32_t nframes;
     int32_t nchanges;
-    int32_t nmidi;
+    int32_t reserved2;
     int32_t process_mode;             /* VST3 kRealtime 0, kPrefetch 1, kOffline 2 */
     rtb_change changes[RTB_MAX_CHANGES];
-    rtb_midi midi[RTB_MAX_MIDI];
+    /* MIDI: a ring apart from the requests, so a request the plugin gave up on
+     * loses none; the plugin writes at midi_head, the server takes up to it */
+    uint32_t midi_head;               /* plugin: bumped after the events are written */
+    uint32_t midi_tail;               /* server: events before it are taken */
+    rtb_midi midi[RTB_MAX_MIDI];      /* slot = sequence number % RTB_MAX_MIDI */
     rtb_counters counters;
     float in[RTB_MAX_CH * RTB_MAX_FRAMES];     /* planar: channel c at c * RTB_MAX_FRAMES */
     float out[RTB_MAX_CH * RTB_MAX_FRAMES];

@@ -223,27 +223,33 @@ static void rtb_apply(rtb_lane_rt *lr, rtb_lane *l, const rtb_change *c, rt_runn
     rtb_wake_control(lr);
 }
 
-/* The request's MIDI to the control side (the lane's MIDI map runs there, as
- * the mapper of `rtengine run` does).  Every event is checked: its count, size,
- * a status byte first and data bytes after it; a bad one is counted as a
- * rejection and skipped, a full ring drops (and counts) the rest. */
-static void rtb_take_request_midi(rtb_lane_rt *lr, rtb_lane *l, int32_t n)
+/* The plugin's MIDI to the control side (the lane's MIDI map runs there, as
+ * the mapper of `rtengine run` does): every event up to the plugin's head,
+ * including those of requests the plugin gave up on.  Each is checked (size,
+ * a status byte first, data bytes after it); a bad one is counted as a
+ * rejection and skipped, a head more than a ring ahead is refused whole. */
+static void rtb_take_request_midi(rtb_lane_rt *lr, rtb_lane *l)
 {
-    int32_t nm = l->nmidi;
-    if (nm == 0) return;
-    if (nm < 0 || nm > RTB_MAX_MIDI) { l->counters.rejected++; return; }
-    uint32_t h = lr->mhead, t = __atomic_load_n(&lr->mtail, __ATOMIC_ACQUIRE);
+    const uint32_t head = __atomic_load_n(&l->midi_head, __ATOMIC_ACQUIRE);
+    uint32_t t = l->midi_tail;
+    if (head == t) return;
+    if (head - t > RTB_MAX_MIDI) {                   /* corrupt: drop what is there */
+        l->counters.rejected++;
+        __atomic_store_n(&l->midi_tail, head, __ATOMIC_RELEASE);
+        return;
+    }
+    uint32_t h = lr->mhead, ct = __atomic_load_n(&lr->mtail, __ATOMIC_ACQUIRE);
     int32_t put = 0;
-    for (int32_t i = 0; i < nm; i++) {
-        rtb_midi e = l->midi[i];                     /* read once: the plugin owns it */
-        int ok = e.size >= 1 && e.size <= 3 && e.offset >= 0 && e.offset < n &&
-                 e.data[0] >= 0x80;
+    for (; t != head; t++) {
+        rtb_midi e = l->midi[t % RTB_MAX_MIDI];      /* read once: the plugin owns it */
+        int ok = e.size >= 1 && e.size <= 3 && e.data[0] >= 0x80;
         for (int32_t b = 1; ok && b < e.size; b++) ok = e.data[b] < 0x80;
-        if (!ok || h - t >= RTB_MIDI_RING) { l->counters.rejected++; continue; }
+        if (!ok || h - ct >= RTB_MIDI_RING) { l->counters.rejected++; continue; }
         lr->midi[h & (RTB_MIDI_RING - 1)] = e;
         h++;
         put++;
     }
+    __atomic_store_n(&l->midi_tail, head, __ATOMIC_RELEASE);
     if (!put) return;
     __atomic_store_n(&lr->mhead, h, __ATOMIC_RELEASE);
     rtb_wake_control(lr);
@@ -265,7 +271,7 @@ static void rtb_serve_one(rtb_lane_rt *lr, rtb_lane *l)
     }
     for (int32_t c = 0; c < nch; c++)
         memcpy(l->out + c * RTB_MAX_FRAMES, l->in + c * RTB_MAX_FRAMES, sizeof(float) * (size_t)n);
-    rtb_take_request_midi(lr, l, n);
+    rtb_take_request_midi(lr, l);
     int32_t nchg = l->nchanges;
     if (nchg < 0 || nchg > RTB_MAX_CHANGES) { l->counters.rejected++; nchg = 0; }
     int32_t pos = 0, k = 0;
@@ -336,6 +342,7 @@ int32_t rtb_server_attach(rtb_server *s, int32_t lane, void *runner, const int32
     }
     if (!lr->running) {
         lr->first_last = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
+        l->midi_tail = __atomic_load_n(&l->midi_head, __ATOMIC_ACQUIRE);   /* meant for before */
         lr->map = m;
         rt_xfade_set(&lr->x, runner);
         lr->stop = 0;
