@@ -407,7 +407,9 @@ def status(args) -> int:
                       f"{' -> '.join(ln['stages']) or 'no chain yet'}, "
                       f"latency {ln['latency_samples']}; {ln['requests']} blocks, "
                       f"{ln['late']} late (dry), {ln['rejected']} refused, "
-                      f"{ln['reconnects']} reconnects")
+                      f"{ln['reconnects']} reconnects"
+                      + (f", {ln['midi_dropped']} MIDI events dropped"
+                         if ln.get("midi_dropped") else ""))
             continue
         print(f"{d['client']} (pid {d['pid']}, server {d['server']}): {d['chain']}, up {up:.0f} s")
         print(f"  {d['sample_rate']} Hz, period {d['period']}, latency {d['latency_samples']} "

@@ -164,7 +164,8 @@ class BridgeServer:
                           "requests": int(c.requests), "frames": int(c.frames),
                           "rejected": int(c.rejected), "late": int(c.late),
                           "fallback_frames": int(c.fallback_frames),
-                          "reconnects": int(c.reconnects)})
+                          "reconnects": int(c.reconnects),
+                          "midi_dropped": int(c.midi_dropped)})
         return {"kind": "bridge", "pid": os.getpid(), "client": f"bridge:{self.name}",
                 "name": self.name, "lanes": lanes, "refused": self.errors[-20:]}
 
