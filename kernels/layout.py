@@ -23,7 +23,7 @@ LM_BINS = 10000
 MS_HDR = 24
 MS_LANES = 10
 DN_HDR = 16
-BAL_HDR = 16
+BAL_HDR = 20
 BAL_Q = 4.32
 BAL_SHELF_Q = 0.7071067811865476
 DN_FRAME_HOPS = 4
@@ -428,7 +428,7 @@ def balance_state(nch: int, sample_rate: float, target_db) -> np.ndarray:
     k = n // 2 + 1
     casc_a = biquad_state(nch, nb, sample_rate)
     casc_b = biquad_state(1, nb, sample_rate)
-    body = (n + nch * n + 2 * k + n + (nb + 1) + nb + 4 * nb + nb * nb + 6 * nb + 5 * nb
+    body = (n + nch * (n + h) + 2 * k + n + (nb + 1) + nb + 4 * nb + nb * nb + 6 * nb + 5 * nb
             + 2 * k + 5 * nb)
     off_a = BAL_HDR + body
     off_b = off_a + casc_a.size
@@ -438,7 +438,7 @@ def balance_state(nch: int, sample_rate: float, target_db) -> np.ndarray:
     st[12], st[13] = off_a, off_b
     o = BAL_HDR
     st[o:o + n] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)        # Hann
-    o += n + nch * n + 2 * k + n
+    o += n + nch * (n + h) + 2 * k + n
     st[o:o + nb + 1] = balance_edges(sample_rate)
     o += nb + 1
     st[o:o + nb] = np.asarray(target_db, dtype=np.float64)
@@ -470,9 +470,9 @@ def _bal_unplan(address: int) -> None:
 def balance_regions(st: np.ndarray) -> dict[str, np.ndarray]:
     """Views of a balance state: target, measured power, correction and
     command gains (each (2, bands): linked or mid, then side)."""
-    nch, n, nb = int(st[1]), int(st[2]), int(st[7])
+    nch, n, h, nb = int(st[1]), int(st[2]), int(st[3]), int(st[7])
     k = n // 2 + 1
-    o = BAL_HDR + n + nch * n + 2 * k + n + nb + 1
+    o = BAL_HDR + n + nch * (n + h) + 2 * k + n + nb + 1
     target = st[o:o + nb]
     o += nb + 4 * nb + nb * nb
     meas = st[o:o + 2 * nb].reshape(2, nb)
@@ -489,13 +489,14 @@ def _balance_flat(st: np.ndarray) -> np.ndarray:
 
 def balance_reset(st: np.ndarray) -> None:
     """Forget all audio: flat cascades, nothing measured."""
-    nch, n = int(st[1]), int(st[2])
+    nch, n, h = int(st[1]), int(st[2]), int(st[3])
     st[4:6] = 0.0
     st[9:12] = 0.0
     st[14] = 0.0
-    st[BAL_HDR + n:BAL_HDR + n + nch * n] = 0.0
+    st[16:20] = 0.0                              # no analysis under way
+    st[BAL_HDR + n:BAL_HDR + n + nch * (n + h)] = 0.0
     nb, k = int(st[7]), n // 2 + 1
-    o = BAL_HDR + n + nch * n + 2 * k + n + nb + 1 + nb + 4 * nb + nb * nb
+    o = BAL_HDR + n + nch * (n + h) + 2 * k + n + nb + 1 + nb + 4 * nb + nb * nb
     st[o:o + 6 * nb] = 0.0                       # measured, correction, command
     off_a, off_b = int(st[12]), int(st[13])
     flat = _balance_flat(st)

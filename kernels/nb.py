@@ -1056,7 +1056,7 @@ def _bal_offsets(st):
     k = n // 2 + 1
     win = BAL_HDR
     inp = win + n
-    spec = inp + nch * n
+    spec = inp + nch * (n + int(st[3]))
     frame = spec + 2 * k
     edges = frame + n
     target = edges + nb + 1
@@ -1175,41 +1175,40 @@ def _bal_update(st, s, pws, mean_sq, par, ps, at):
 
 
 @njit(cache=True, nogil=True)
-def _bal_frame(st, p_r2c, x_r2c, nch, ms, par, ps, at):
-    n, nb, k, win, inp, spec, frame, edges, target, ph, binv, meas, corr, cmd, coef, pw = \
+def _bal_stage(st, p_r2c, x_r2c, nch, k, par, ps, at):
+    n, nb, kb, win, inp, spec, frame, edges, target, ph, binv, meas, corr, cmd, coef, pw = \
         _bal_offsets(st)
     base = st.ctypes.data
-    streams = 2 if ms else 1
-    for i in range(streams * k):
-        st[pw + i] = 0.0
-    msq0 = 0.0
-    msq1 = 0.0
+    cs = n + int(st[3])
+    ms = st[17] != 0.0
     chans = 2 if ms else nch
-    for c in range(chans):
-        s = c if ms else 0
-        total = 0.0
+    streams = 2 if ms else 1
+    if k < chans:
+        s = k if ms else 0
+        msq = 0.0
         for i in range(n):
             if ms:
                 lv = st[inp + i]
-                rv = st[inp + n + i]
-                u = 0.5 * (lv + rv) if c == 0 else 0.5 * (lv - rv)
+                rv = st[inp + cs + i]
+                u = 0.5 * (lv + rv) if k == 0 else 0.5 * (lv - rv)
             else:
-                u = st[inp + c * n + i]
-            total += u * u
+                u = st[inp + k * cs + i]
+            msq += u * u
             st[frame + i] = st[win + i] * u
-        if s == 0:
-            msq0 += total
-        else:
-            msq1 += total
+        st[18 + s] += msq
         _call3(x_r2c, p_r2c, base + 8 * frame, base + 8 * spec)
-        for i in range(k):
-            st[pw + s * k + i] += st[spec + 2 * i] ** 2 + st[spec + 2 * i + 1] ** 2
-    if par[4 * ps + at] < 0.5:
-        div = float(n) * (1 if ms else nch)
-        _bal_update(st, 0, pw, msq0 / div, par, ps, at)
-        if ms:
-            _bal_update(st, 1, pw + k, msq1 / div, par, ps, at)
-    st[5] += 1.0
+        for i in range(kb):
+            st[pw + s * kb + i] += st[spec + 2 * i] ** 2 + st[spec + 2 * i + 1] ** 2
+    elif k < chans + streams:
+        s = k - chans
+        if par[4 * ps + at] < 0.5:
+            div = float(n) * (1 if ms else nch)
+            _bal_update(st, s, pw + s * kb, st[18 + s] / div, par, ps, at)
+    if k + 1 < chans + streams:
+        st[16] = float(k + 2)
+    else:
+        st[16] = 0.0
+        st[5] += 1.0
 
 
 @njit(cache=True, nogil=True)
@@ -1218,23 +1217,30 @@ def balance_core(st, p_r2c, x_r2c, io, nch, stride, n, par, ps):
         return
     nn = int(st[2])
     h = int(st[3])
+    gap = h // 8
+    cs = nn + h
+    kb = nn // 2 + 1
     ca = st[int(st[12]):int(st[13])]
     cb = st[int(st[13]):]
     inp = BAL_HDR + nn
+    pw = _bal_offsets(st)[15]
     pos = 0
     while pos < n:
         fill = int(st[4])
-        m = min(h - fill, n - pos)
+        pending = int(st[16]) - 1
+        until = pending * gap if pending >= 0 and pending * gap < h else h
+        m = min(until - fill, n - pos)
         ms = nch == 2 and par[5 * ps + pos] >= 0.5
         msf = 1.0 if ms else 0.0
         if msf != st[14]:
             st[14] = msf
             st[9] = 0.0
             st[10] = 0.0
+            st[16] = 0.0
         for c in range(nch):
             for i in range(m):
                 a = float(io[c * stride + pos + i])
-                st[inp + c * nn + nn - h + fill + i] = a if math.isfinite(a) else 0.0
+                st[inp + c * cs + nn + fill + i] = a if math.isfinite(a) else 0.0
         if ms:
             for i in range(m):
                 lv = io[pos + i]
@@ -1251,14 +1257,22 @@ def balance_core(st, p_r2c, x_r2c, io, nch, stride, n, par, ps):
         else:
             biquad_core(ca, io[pos:], nch, stride, m)
         pos += m
-        if fill + m < h:
-            st[4] = float(fill + m)
+        fill += m
+        if int(st[16]) - 1 == pending and pending >= 0 and fill == pending * gap:
+            _bal_stage(st, p_r2c, x_r2c, nch, pending, par, ps, pos - 1)
+        if fill < h:
+            st[4] = float(fill)
             continue
         st[4] = 0.0
-        _bal_frame(st, p_r2c, x_r2c, nch, ms, par, ps, pos - 1)
         for c in range(nch):
-            for i in range(nn - h):
-                st[inp + c * nn + i] = st[inp + c * nn + h + i]
+            for i in range(nn):
+                st[inp + c * cs + i] = st[inp + c * cs + h + i]
+        for i in range(2 * kb):
+            st[pw + i] = 0.0
+        st[17] = msf
+        st[18] = 0.0
+        st[19] = 0.0
+        _bal_stage(st, p_r2c, x_r2c, nch, 0, par, ps, pos - 1)
 
 
 @cfunc(SIGNATURE, cache=True, nopython=True)

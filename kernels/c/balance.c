@@ -6,7 +6,14 @@
  * cascade; at a boundary one analysis frame updates the measured spectrum and
  * publishes new coefficients into the cascade's blob, which rtk_biquad ramps
  * to over the next hop.  New coefficients therefore take effect on the same
- * sample whatever the host's block size. */
+ * sample whatever the host's block size.
+ *
+ * The analysis of a frame is spread over the hop that follows it, so no block
+ * carries all of it: stage k runs at sample k * H/8 after the boundary (stage
+ * 0 at the boundary itself): one stage per channel (or mid, side) for its FFT,
+ * then one per stream to update the measurement and publish.  The input keeps
+ * N + H samples per channel, so the frame stays intact while the next hop
+ * arrives behind it.  Stage positions are cut points like the boundary. */
 #include <fftw3.h>
 #include <math.h>
 #include <stdint.h>
@@ -32,7 +39,7 @@ static bal_view bal_regions(double *st)
     v.k = v.n / 2 + 1;
     v.win = st + RTK_BAL_HDR;
     v.in = v.win + v.n;
-    v.spec = v.in + (int64_t)nch * v.n;
+    v.spec = v.in + (int64_t)nch * (v.n + v.h);
     v.frame = v.spec + 2 * v.k;
     v.edges = v.frame + v.n;
     v.target = v.edges + v.nb + 1;
@@ -186,35 +193,40 @@ static void update(double *st, const bal_view *v, int32_t s, const double *pw, d
     publish(st, v, corr, cmd, s == 0 ? v->casc_a : v->casc_b);
 }
 
-static void frame(double *st, const bal_view *v, int32_t nch, int ms, const float *par,
+/* Stage k of the frame in v->in[0..N) of each channel (see the top). */
+static void stage(double *st, const bal_view *v, int32_t nch, int32_t k, const float *par,
                   int64_t ps, int32_t at)
 {
-    fftw_plan f = plan_at(st + 6);
-    const int32_t n = v->n, k = v->k;
-    const int32_t streams = ms ? 2 : 1;
-    /* power spectra of stream 0 (linked or mid) and 1 (side) */
-    double *pw[2] = {v->pw, v->pw + k};
-    double msq[2] = {0.0, 0.0};
-    for (int32_t s = 0; s < streams; s++) memset(pw[s], 0, sizeof(double) * (size_t)k);
-    const int32_t chans = ms ? 2 : nch;
-    for (int32_t c = 0; c < chans; c++) {
-        const double *l = v->in, *r = v->in + n;
-        const double *x = v->in + (int64_t)c * n;
-        int32_t s = ms ? c : 0;
+    const int32_t n = v->n, kb = v->k, stride = n + v->h;
+    const int ms = st[17] != 0.0;
+    const int32_t chans = ms ? 2 : nch, streams = ms ? 2 : 1;
+    if (k < chans) {                               /* the FFT of one channel (or mid, side) */
+        fftw_plan f = plan_at(st + 6);
+        const int32_t s = ms ? k : 0;
+        const double *l = v->in, *r = v->in + stride, *x = v->in + (int64_t)k * stride;
+        double msq = 0.0;
         for (int32_t i = 0; i < n; i++) {
-            double u = ms ? (c == 0 ? 0.5 * (l[i] + r[i]) : 0.5 * (l[i] - r[i])) : x[i];
-            msq[s] += u * u;
+            double u = ms ? (k == 0 ? 0.5 * (l[i] + r[i]) : 0.5 * (l[i] - r[i])) : x[i];
+            msq += u * u;
             v->frame[i] = v->win[i] * u;
         }
+        st[18 + s] += msq;
         fftw_execute_dft_r2c(f, v->frame, (fftw_complex *)v->spec);
-        for (int32_t i = 0; i < k; i++)
-            pw[s][i] += v->spec[2 * i] * v->spec[2 * i] + v->spec[2 * i + 1] * v->spec[2 * i + 1];
+        double *pw = v->pw + (int64_t)s * kb;
+        for (int32_t i = 0; i < kb; i++)
+            pw[i] += v->spec[2 * i] * v->spec[2 * i] + v->spec[2 * i + 1] * v->spec[2 * i + 1];
+    } else if (k < chans + streams) {             /* one stream's measurement and filters */
+        const int32_t s = k - chans;
+        if (par[4 * ps + at] < 0.5f)               /* not frozen */
+            update(st, v, s, v->pw + (int64_t)s * kb,
+                   st[18 + s] / ((double)n * (ms ? 1 : nch)), par, ps, at);
     }
-    if (par[4 * ps + at] < 0.5f) {          /* not frozen */
-        for (int32_t s = 0; s < streams; s++)
-            update(st, v, s, pw[s], msq[s] / ((double)n * (ms ? 1 : nch)), par, ps, at);
+    if (k + 1 < chans + streams) {
+        st[16] = k + 2;                            /* stage k + 1 pending */
+    } else {
+        st[16] = 0.0;
+        st[5] += 1.0;
     }
-    st[5] += 1.0;
 }
 
 void rtk_balance(double *st, float *io, int32_t nch, int32_t stride,
@@ -222,24 +234,27 @@ void rtk_balance(double *st, float *io, int32_t nch, int32_t stride,
 {
     if (!plan_at(st + 6)) return;
     bal_view v = bal_regions(st);
-    const int32_t n = v.n, h = v.h;
+    const int32_t n = v.n, h = v.h, gap = v.h / 8, cs = n + h;
     const int64_t ps = pstride;
     int32_t pos = 0;
     while (pos < nframes) {
         int32_t fill = (int32_t)st[4];
-        int32_t m = h - fill;
+        const int32_t pending = (int32_t)st[16] - 1;           /* stage waiting, or -1 */
+        int32_t until = pending >= 0 && pending * gap < h ? pending * gap : h;
+        int32_t m = until - fill;
         if (m > nframes - pos) m = nframes - pos;
         const int ms = nch == 2 && par[5 * ps + pos] >= 0.5f;
         if ((double)ms != st[14]) {         /* mode switched: measure afresh */
             st[14] = ms;
             st[9] = st[10] = 0.0;
+            st[16] = 0.0;                   /* the frame under way was the other mode's */
         }
         for (int32_t c = 0; c < nch; c++) {
-            double *in = v.in + (int64_t)c * n;
+            double *in = v.in + (int64_t)c * cs;
             const float *x = io + (int64_t)c * stride + pos;
             for (int32_t i = 0; i < m; i++) {
                 double a = x[i];
-                in[n - h + fill + i] = isfinite(a) ? a : 0.0;
+                in[n + fill + i] = isfinite(a) ? a : 0.0;
             }
         }
         if (ms) {
@@ -260,15 +275,22 @@ void rtk_balance(double *st, float *io, int32_t nch, int32_t stride,
             rtk_biquad(v.casc_a, io + pos, nch, stride, m, par, pstride);
         }
         pos += m;
-        if (fill + m < h) {
-            st[4] = fill + m;
+        fill += m;
+        if ((int32_t)st[16] - 1 == pending && pending >= 0 && fill == pending * gap)
+            stage(st, &v, nch, pending, par, ps, pos - 1);
+        if (fill < h) {
+            st[4] = fill;
             continue;
         }
+        /* a boundary: the last N samples are the new frame; its stage 0 now */
         st[4] = 0.0;
-        frame(st, &v, nch, ms, par, ps, pos - 1);
         for (int32_t c = 0; c < nch; c++) {
-            double *in = v.in + (int64_t)c * n;
-            memmove(in, in + h, (size_t)(n - h) * sizeof(double));
+            double *in = v.in + (int64_t)c * cs;
+            memmove(in, in + h, (size_t)n * sizeof(double));
         }
+        memset(v.pw, 0, sizeof(double) * 2 * (size_t)v.k);
+        st[17] = ms;
+        st[18] = st[19] = 0.0;
+        stage(st, &v, nch, 0, par, ps, pos - 1);
     }
 }

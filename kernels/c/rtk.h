@@ -209,8 +209,10 @@ void rtk_dn_unplan(double *state);
  *   [9] frames averaged (mid / linked), [10] frames averaged (side),
  *   [11] generation, [12] offset of cascade A (linked or mid),
  *   [13] offset of cascade B (side), [14] mid/side of the last frame,
- *   [15] address of fftw_execute_dft_r2c (for the numba twin)
- * then: window (N), input per channel (N each), spectrum (2 (N/2 + 1)),
+ *   [15] address of fftw_execute_dft_r2c (for the numba twin), [16] analysis
+ *   stage pending + 1 (0: none), [17] mid/side of the frame under analysis,
+ *   [18] [19] its mean-square sums (linked or mid, side)
+ * then: window (N), input per channel (N + H each), spectrum (2 (N/2 + 1)),
  *       frame (N), band edges in bins (bands + 1), target dB (bands),
  *       centre phasors cos w, sin w, cos 2w, sin 2w (4 bands),
  *       inverse interaction matrix (bands^2), measured power (2 bands),
@@ -219,7 +221,7 @@ void rtk_dn_unplan(double *state);
  *       cascades (rtk_biquad states: A for nch channels, B for one).
  * par: 0 amount (0..1), 1 max_boost_db, 2 max_cut_db, 3 speed_s, 4 freeze,
  *      5 mid_side */
-#define RTK_BAL_HDR 16
+#define RTK_BAL_HDR 20
 #define RTK_BAL_SHELF_Q 0.7071067811865476
 void rtk_balance(double *state, float *io, int32_t nch, int32_t stride,
                  int32_t nframes, const float *par, int32_t pstride);
