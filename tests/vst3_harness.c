@@ -150,6 +150,16 @@ static void check(const char *what, int ok)
     if (!ok) failures++;
 }
 
+/* The plugin's state blob: "RTEV", version 1, length, chain text; its length. */
+static uint32_t state_blob(const char *chain, uint8_t *out)
+{
+    uint32_t n = (uint32_t)strlen(chain);
+    uint32_t hdr[3] = {0x56455452u, 1u, n};
+    memcpy(out, hdr, 12);
+    memcpy(out + 12, chain, n);
+    return 12 + n;
+}
+
 static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc);
 
 int main(int argc, char **argv)
@@ -200,11 +210,8 @@ int main(int argc, char **argv)
 
     /* state blobs: "RTEV", version 1, length, chain text */
     const char *chain = "[[stage]]\nplugin = \"gain\"\n[stage.params]\ngain_db = -6.0\n";
-    uint32_t n = (uint32_t)strlen(chain);
     uint8_t good[256];
-    uint32_t hdr[3] = {0x56455452u, 1u, n};
-    memcpy(good, hdr, 12);
-    memcpy(good + 12, chain, n);
+    uint32_t n = state_blob(chain, good) - 12;
     Stream *st = stream_of(good, 12 + 10);                     /* truncated */
     check("truncated state refused", cv->set_state(comp, st) != 0);
     uint8_t bad[256];
@@ -247,13 +254,10 @@ static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc)
         memcpy(&channels, info + 8, 4);
     }
     check("MIDI bus: event media, 16 channels", media == 1 && channels == 16);
-    const char *chain = "[[stage]]\nplugin = \"gain\"\n[stage.params]\ngain_db = -6.0\n";
-    uint32_t n = (uint32_t)strlen(chain);
     uint8_t blob[256];
-    uint32_t hdr[3] = {0x56455452u, 1u, n};
-    memcpy(blob, hdr, 12);
-    memcpy(blob + 12, chain, n);
-    check("chain restored", cv->set_state(comp, stream_of(blob, 12 + n)) == 0);
+    uint32_t len = state_blob("[[stage]]\nplugin = \"gain\"\n[stage.params]\ngain_db = -6.0\n",
+                              blob);
+    check("chain restored", cv->set_state(comp, stream_of(blob, len)) == 0);
     static float l[512], r[512], ol[512], orr[512];
     for (int i = 0; i < 512; i++) l[i] = r[i] = 0.25f;
     void *ins[2] = {l, r}, *outs[2] = {ol, orr};
