@@ -25,9 +25,36 @@ def pieces():
     return {seed: music.render_piece(seed, 5.0, SR) for seed in range(5)}
 
 
-def test_only_the_allowed_soundfont():
+def test_only_the_allowed_soundfonts():
     names = {Path(p).name for p in music.SOUNDFONT_PATHS}
     assert names == {"FluidR3_GM.sf2"}          # never default-GM.sf2 (may be TimGM6mb)
+    every = {Path(p).name for paths, _ in music.SOUNDFONTS.values() for p in paths}
+    assert every == {"FluidR3_GM.sf2", "MuseScore_General_Full.sf2"}
+    assert music.SOUNDFONTS["fluidr3"][0] == music.SOUNDFONT_PATHS
+
+
+def test_a_second_soundfont_plays_the_same_notes_with_other_samples(fluid, pieces, tmp_path):
+    if not Path(music.SOUNDFONTS["musescore"][0][0]).is_file():
+        pytest.skip("musescore-general-soundfont-lossless is not installed (training only)")
+    other = music.render_piece(3, 5.0, SR, soundfont="musescore")
+    total = other["vocals"] + other["drums"] + other["bass"] + other["other"]
+    np.testing.assert_allclose(other["mix"], total, rtol=0, atol=1e-7)
+    for name in music.STEMS:
+        assert other[name].shape == pieces[3][name].shape
+        assert np.abs(other[name]).max() > 1e-3, name
+        assert not np.allclose(other[name], pieces[3][name], atol=1e-3), name
+    sf = pytest.importorskip("soundfile")
+    (path,) = music.render_set(1, 2.0, 16000, seed0=3, folder=tmp_path, soundfont="musescore")
+    assert json.loads((path / "meta.json").read_text())["soundfont"] == \
+        "MuseScore_General_Full.sf2"
+    assert sf.info(str(path / "mix.wav")).samplerate == 16000
+    assert music.default_folder(30, 44100, "train", "musescore").parent.name == \
+        "v%d-44100hz-30s-musescore" % music.VERSION
+
+
+def test_an_unknown_soundfont_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="fluidr3, musescore"):
+        music.render_set(1, 1.0, SR, soundfont="timgm6mb")
 
 
 def test_same_seed_gives_identical_audio(fluid, pieces):
@@ -83,14 +110,20 @@ def test_pieces_vary_in_tempo_and_level():
 
 
 def test_missing_soundfont_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(music, "SOUNDFONT_PATHS", ("/nonexistent/FluidR3_GM.sf2",))
+    monkeypatch.setitem(music.SOUNDFONTS, "fluidr3",
+                        (("/nonexistent/FluidR3_GM.sf2",), "fluid-soundfont-gm"))
     with pytest.raises(RuntimeError, match="apt-get install fluid-soundfont-gm libfluidsynth3"):
         music.render_piece(0, 1.0, SR)
+    monkeypatch.setitem(music.SOUNDFONTS, "musescore",
+                        (("/nonexistent/MuseScore_General_Full.sf2",),
+                         "musescore-general-soundfont-lossless"))
+    with pytest.raises(RuntimeError, match="apt-get install musescore-general-soundfont-lossless"):
+        music.render_piece(0, 1.0, SR, soundfont="musescore")
 
 
 def test_missing_fluidsynth_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "fluidsynth", None)     # import fluidsynth fails
-    monkeypatch.setattr(music, "find_soundfont", lambda: Path("/x/FluidR3_GM.sf2"))
+    monkeypatch.setattr(music, "find_soundfont", lambda name="fluidr3": Path("/x/FluidR3_GM.sf2"))
     with pytest.raises(RuntimeError, match="pip install pyfluidsynth"):
         music.render_piece(0, 1.0, SR)
 

@@ -267,6 +267,29 @@ def test_export_matches_pytorch_within_1e4(tmp_path):
     assert spec.states[0][2] == (2, 1, 48)
 
 
+
+def test_training_equaliser_is_bounded_and_keeps_the_mix_the_sum_of_its_stems(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("fluidsynth")
+    from rtengine.data import music
+    from rtengine.stems import train
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(44100).astype(np.float32)
+    y = train.random_eq(x, 44100, rng, 6.0)
+    ratio_db = 20 * np.log10(np.abs(np.fft.rfft(y)) / np.abs(np.fft.rfft(x)))
+    assert ratio_db.max() <= 6.0 + 1e-3 and ratio_db.min() >= -6.0 - 1e-3
+    assert ratio_db.max() - ratio_db.min() > 2.0             # it does change the timbre
+    f = np.fft.rfftfreq(x.size, 1 / 44100)
+    assert np.ptp(ratio_db[f > 8000]) < 1e-3                 # flat beyond the last point
+    music.render_set(2, 2.0, 16000, seed0=5, folder=tmp_path)
+    pieces = train.Pieces([tmp_path])
+    assert pieces.by_rate[16000][0].dtype == np.float16 and len(pieces) == 2
+    for eq in (0.0, 1.0):
+        mix, stems = pieces.batch(np.random.default_rng(2), 3, 16, eq=eq)
+        assert stems.shape == (3, len(music.STEMS), train.HOP * 15 + train.N_FFT)
+        assert bool(torch.isfinite(stems).all()) and float(stems.abs().max()) > 0
+        np.testing.assert_array_equal(mix.numpy(), stems.sum(dim=1).numpy())
+
 # ------------------------------------------------------------------------- live (JACK)
 def test_separated_stems_are_their_own_jack_ports(tmp_path):
     """`rtengine run` with an 8-channel separated chain on a real (dummy) JACK server: eight

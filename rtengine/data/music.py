@@ -8,7 +8,9 @@ Stems: ``vocals`` (lead melody on Choir Aahs / Voice Oohs / Synth Voice, or a le
 ``drums`` (GM channel 10 kits), ``bass`` and ``other`` (chords and accompaniment).
 
 Only allowed material is used: FluidR3_GM.sf2 from Debian's ``fluid-soundfont-gm`` (never
-``default-GM.sf2``, which may point at a reserved SoundFont) and notes written by this module.
+``default-GM.sf2``, which may point at a reserved SoundFont), for training also MuseScore
+General (``musescore-general-soundfont-lossless``, ``--soundfont musescore``), and notes
+written by this module.
 
 Command line::
 
@@ -57,12 +59,19 @@ HELD_OUT = {
     "other": frozenset({46, 26, 21, 28, 94}),   # Harp, Jazz Gt, Accordion, Muted Gt, Halo Pad
 }
 
-# FluidR3 GM only.  default-GM.sf2 is deliberately absent: on Debian it is an alternative that
-# may point at TimGM6mb, which is reserved for independent evaluation.
+# FluidR3 GM (every split) and, for more timbres in training only, MuseScore General (a
+# FluidR3Mono fork with new piano, strings and synths).  default-GM.sf2 is deliberately absent:
+# on Debian it is an alternative that may point at TimGM6mb, which is reserved for independent
+# evaluation.
 SOUNDFONT_PATHS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/soundfonts/FluidR3_GM.sf2",
 )
+SOUNDFONTS = {
+    "fluidr3": (SOUNDFONT_PATHS, "fluid-soundfont-gm"),
+    "musescore": (("/usr/share/sounds/sf2/MuseScore_General_Full.sf2",),
+                  "musescore-general-soundfont-lossless"),
+}
 INSTALL_HINT = ("install it with: apt-get install fluid-soundfont-gm libfluidsynth3 "
                 "and pip install pyfluidsynth")
 
@@ -926,12 +935,18 @@ _ANCHORS: dict = {}
 _LOCK = threading.Lock()
 
 
-def find_soundfont() -> Path:
-    """The FluidR3 GM SoundFont, or a RuntimeError saying how to install it."""
-    for p in SOUNDFONT_PATHS:
+def find_soundfont(name: str = "fluidr3") -> Path:
+    """The SoundFont of :data:`SOUNDFONTS` called ``name`` (default FluidR3 GM), or an error
+    saying how to install it."""
+    if name not in SOUNDFONTS:
+        raise ValueError(f"unknown SoundFont {name!r}: choose one of {', '.join(SOUNDFONTS)}")
+    paths, package = SOUNDFONTS[name]
+    for p in paths:
         if Path(p).is_file():
             return Path(p)
-    raise RuntimeError("the FluidR3 GM SoundFont (FluidR3_GM.sf2) is missing: " + INSTALL_HINT)
+    raise RuntimeError(f"the {name} SoundFont ({Path(paths[0]).name}) is missing: install it "
+                       f"with: apt-get install {package} libfluidsynth3 and pip install "
+                       "pyfluidsynth")
 
 
 def _import_fluidsynth():
@@ -1030,11 +1045,11 @@ class _Synth:
         return out
 
 
-def _new_synth(sample_rate: int) -> _Synth:
+def _new_synth(sample_rate: int, soundfont: str = "fluidr3") -> _Synth:
     """A fresh synth per piece: the output of a seed never depends on what was rendered
     before.  One anchor synth stays loaded so FluidSynth's sample cache keeps the SoundFont's
     samples in memory and a fresh synth loads in about 40 ms instead of reading 148 MB."""
-    sf2 = find_soundfont()
+    sf2 = find_soundfont(soundfont)
     fs = _import_fluidsynth()
     with _LOCK:
         if str(sf2) not in _ANCHORS:
@@ -1077,8 +1092,12 @@ def _add_reverb(dry: np.ndarray, piece: Piece, sample_rate: int) -> np.ndarray:
     return wet.astype(np.float32, copy=False)
 
 
-def render_piece(seed: int, seconds: float = 20.0, sample_rate: int = 44100) -> dict:
+def render_piece(seed: int, seconds: float = 20.0, sample_rate: int = 44100,
+                 soundfont: str = "fluidr3") -> dict:
     """Render one piece: {"vocals", "drums", "bass", "other", "mix"} float32 (2, frames).
+
+    ``soundfont`` names the instruments' samples (:data:`SOUNDFONTS`); the notes, programs,
+    levels and room depend on the seed only.
 
     The mix is the exact float32 sum of the four stems; peaks stay below 1.0.  Raises
     RuntimeError (naming the packages to install) when FluidSynth or the SoundFont is missing.
@@ -1087,7 +1106,7 @@ def render_piece(seed: int, seconds: float = 20.0, sample_rate: int = 44100) -> 
     if frames <= 0:
         raise ValueError("seconds must be positive")
     piece = compose(seed, seconds)
-    synth = _new_synth(sample_rate)
+    synth = _new_synth(sample_rate, soundfont)
     try:
         dry = np.stack([synth.render([p for p in piece.parts if p.stem == stem], frames,
                                      sample_rate) for stem in STEMS])
@@ -1109,17 +1128,19 @@ def _complete(folder: Path) -> bool:
         (folder / f"{n}.wav").is_file() for n in (*STEMS, "mix"))
 
 
-def _render_to(dest: Path, seed: int, seconds: float, sample_rate: int) -> Path:
+def _render_to(dest: Path, seed: int, seconds: float, sample_rate: int,
+               soundfont: str = "fluidr3") -> Path:
     import soundfile as sf
     if _complete(dest):
         return dest
-    audio = render_piece(seed, seconds, sample_rate)
+    audio = render_piece(seed, seconds, sample_rate, soundfont)
     tmp = dest.parent / f".tmp-{dest.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name, x in audio.items():
         sf.write(str(tmp / f"{name}.wav"), x.T, int(sample_rate), subtype="FLOAT")
     meta = compose(seed, seconds).describe()
+    meta["soundfont"] = find_soundfont(soundfont).name
     meta["sample_rate"] = int(sample_rate)
     meta["peaks"] = {k: round(float(np.abs(v).max()), 5) for k, v in audio.items()}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -1129,23 +1150,28 @@ def _render_to(dest: Path, seed: int, seconds: float, sample_rate: int) -> Path:
     return dest
 
 
-def default_folder(seconds: float, sample_rate: int, split: str | None = None) -> Path:
+def default_folder(seconds: float, sample_rate: int, split: str | None = None,
+                   soundfont: str = "fluidr3") -> Path:
     """Where :func:`render_set` puts pieces by default (under the rtengine cache)."""
-    parts = ["music", f"v{VERSION}-{int(sample_rate)}hz-{seconds:g}s"]
+    sf = "" if soundfont == "fluidr3" else f"-{soundfont}"
+    parts = ["music", f"v{VERSION}-{int(sample_rate)}hz-{seconds:g}s{sf}"]
     return cache_dir(*parts, split) if split else cache_dir(*parts)
 
 
 def render_set(n: int, seconds: float, sample_rate: int, seed0: int = 0,
                folder=None, split: str | None = None, jobs: int = 1,
-               progress: bool = False) -> list:
+               progress: bool = False, soundfont: str = "fluidr3") -> list:
     """Render pieces as folders of float WAVs (the four stems, mix.wav and meta.json);
     pieces already on disk are skipped, so an interrupted run resumes.
 
     Without ``split`` the pieces are seeds ``seed0 .. seed0+n-1``; with ``split`` ("train",
     "valid" or "test") they are that split's pieces ``seed0 .. seed0+n-1`` (see
-    :func:`split_seeds`).  ``jobs`` > 1 renders in that many processes.  Returns the folders."""
+    :func:`split_seeds`).  ``jobs`` > 1 renders in that many processes; ``soundfont`` picks
+    the samples (:data:`SOUNDFONTS`).  Returns the folders."""
+    find_soundfont(soundfont)                    # a clear error before any work
     seeds = split_seeds(split, n, seed0) if split else range(seed0, seed0 + n)
-    root = Path(folder) if folder is not None else default_folder(seconds, sample_rate, split)
+    root = (Path(folder) if folder is not None
+            else default_folder(seconds, sample_rate, split, soundfont))
     root.mkdir(parents=True, exist_ok=True)
     dests = [root / f"piece{seed:07d}" for seed in seeds]
     todo = [(d, s) for d, s in zip(dests, seeds) if not _complete(d)]
@@ -1155,14 +1181,14 @@ def render_set(n: int, seconds: float, sample_rate: int, seed0: int = 0,
         bar = tqdm(total=len(todo), unit="piece", desc=f"rendering {split or 'pieces'}")
     if jobs <= 1 or len(todo) <= 1:
         for d, s in todo:
-            _render_to(d, s, seconds, sample_rate)
+            _render_to(d, s, seconds, sample_rate, soundfont)
             if bar is not None:
                 bar.update()
     else:
         from concurrent.futures import ProcessPoolExecutor
         import multiprocessing as mp
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = [pool.submit(_render_to, d, s, seconds, sample_rate) for d, s in todo]
+            futs = [pool.submit(_render_to, d, s, seconds, sample_rate, soundfont) for d, s in todo]
             for f in futs:
                 f.result()
                 if bar is not None:
@@ -1187,6 +1213,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-rate", "--sr", type=int, default=44100)
     ap.add_argument("--seed0", type=int, default=0,
                     help="seed of the first piece (with --split: index within the split)")
+    ap.add_argument("--soundfont", choices=tuple(SOUNDFONTS), default="fluidr3",
+                    help="instrument samples (default fluidr3; musescore: MuseScore General, "
+                         "more timbres for training)")
     ap.add_argument("--out", default=None, help="output folder (default: the rtengine cache)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -1196,8 +1225,9 @@ def main(argv=None) -> int:
          else args.n if args.n is not None else 4)
     try:
         paths = render_set(n, args.seconds, args.sample_rate, args.seed0, args.out,
-                           split=args.split, jobs=max(1, args.jobs), progress=n > 8)
-    except RuntimeError as exc:
+                           split=args.split, jobs=max(1, args.jobs), progress=n > 8,
+                           soundfont=args.soundfont)
+    except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for p in paths:
