@@ -226,6 +226,34 @@ def _entry(e: dict, i: int, path: Path, engine) -> Mapping:
     return m
 
 
+# VST3 numbers a channel's controllers 0..127 (CCs), 128 (channel pressure), 129 (pitch bend)
+PITCH_BEND = 129
+
+
+def controllers(mappings) -> set[tuple[int, int]]:
+    """The (channel 0..15, controller) pairs ``mappings`` listen to, numbered as VST3 does
+    (0..127 a CC, 129 pitch bend): what a DAW must hand on for the map to work.  A 14-bit
+    CC is its MSB and LSB, an NRPN or RPN its selection and data-entry controllers; notes
+    and program changes are not controllers."""
+    out: set[tuple[int, int]] = set()
+    for m in mappings:
+        if m.source == "cc":
+            nums: tuple[int, ...] = (m.number,)
+        elif m.source == "cc14":
+            nums = (m.number, m.number + 32)
+        elif m.source == "nrpn":
+            nums = (99, 98, 6, 38, 96, 97)
+        elif m.source == "rpn":
+            nums = (101, 100, 6, 38, 96, 97)
+        elif m.source == "pitchbend":
+            nums = (PITCH_BEND,)
+        else:
+            continue
+        chans = range(16) if m.channel is None else (m.channel,)
+        out.update((c, n) for c in chans for n in nums)
+    return out
+
+
 # ---- the mapper ------------------------------------------------------------------------
 class Mapper:
     """Turns MIDI messages into ``engine.set`` calls and produces feedback.

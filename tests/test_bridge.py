@@ -202,6 +202,10 @@ def test_midi_from_the_daw_goes_through_the_servers_midi_map(name, tmp_path):
     with BridgeServer(name=name, midi_map=path) as srv, Client(name) as c:
         c.claim(SR, 512, 2)
         c.configure(text)
+        # the controllers the map listens to, for the plugin's IMidiMapping: CC 7 on
+        # channel 1 only (a note is not a controller)
+        bits = [int(c.lane.midi_ctrl[w]) for w in range(65)]
+        assert [k for k in range(65 * 32) if bits[k >> 5] >> (k & 31) & 1] == [7]
         seq0 = c.lane.values_seq
         x = np.full((2, 512), 0.5, np.float32)
         # CC 7 at 64 on channel 1, in the middle of a block: gain to about -30 dB

@@ -386,3 +386,22 @@ def test_learn_recognises_the_control(msgs, entry, engine, tmp_path):
     p = tmp_path / "learned.toml"
     p.write_text(entry_toml(got))
     assert len(load_map(p, engine)) == 1
+
+
+def test_the_controllers_a_map_listens_to_for_a_daw(engine, tmp_path):
+    """What the VST3 plugin offers its host through IMidiMapping: every
+    controller a map needs, numbered as VST3 does (129 = pitch bend)."""
+    from rtengine.midi import PITCH_BEND, controllers
+    path = tmp_path / "map.toml"
+    path.write_text('[[map]]\ncc = 7\nchannel = 1\ntarget = "gain.gain_db"\n'
+                    '[[map]]\ncc14 = 1\nchannel = 2\ntarget = "gain.pan"\n'
+                    '[[map]]\nnrpn = 300\nchannel = 3\ntarget = "gain.width"\n'
+                    '[[map]]\nrpn = 0\nchannel = 4\ntarget = "gain.width"\n'
+                    '[[map]]\npitchbend = true\nchannel = 5\ntarget = "gain.pan"\n'
+                    '[[map]]\nnote = 60\nchannel = 1\ntarget = "gain.bypass"\n'
+                    '[[map]]\ncc = 74\ntarget = "gain.gain_db"\n')
+    got = controllers(load_map(path, engine))
+    want = {(0, 7), (1, 1), (1, 33), *((2, n) for n in (99, 98, 6, 38, 96, 97)),
+            *((3, n) for n in (101, 100, 6, 38, 96, 97)), (4, PITCH_BEND),
+            *((ch, 74) for ch in range(16))}           # no channel: all sixteen
+    assert got == want

@@ -306,10 +306,17 @@ def build_harness(tmp_path):
 def test_notes_on_the_midi_bus_reach_the_engines_midi_map(bundle, tmp_path):
     """The plugin's MIDI input bus: a note event from the host goes over the
     bridge to `rtengine serve --midi-map`, toggles the mapped bypass, and the
-    plugin reports the moved parameter back as an output parameter change."""
+    plugin reports the moved parameter back as an output parameter change.
+    Controllers: the plugin maps exactly the map's controllers (CC 7 on channel
+    1, pitch bend on channel 2) to hidden parameters through IMidiMapping, and
+    their changes from the host (in a 0-sample block, in mid block) reach the
+    map as MIDI and move the gain."""
     from rtengine.bridge import param_id
     midi_map = tmp_path / "map.toml"
-    midi_map.write_text('[[map]]\nnote = 60\nchannel = 1\ntarget = "gain.bypass"\n')
+    midi_map.write_text('[[map]]\nnote = 60\nchannel = 1\ntarget = "gain.bypass"\n'
+                        '[[map]]\ncc = 7\nchannel = 1\ntarget = "gain.gain_db"\n'
+                        'min = -60.0\nmax = 0.0\n'
+                        '[[map]]\npitchbend = true\nchannel = 2\ntarget = "gain.pan"\n')
     name = f"vst3m{os.getpid()}"
     p = subprocess.Popen([sys.executable, "-m", "rtengine", "serve", "--name", name,
                           "--midi-map", str(midi_map)], cwd=ROOT, stderr=subprocess.PIPE,
@@ -330,6 +337,13 @@ def test_notes_on_the_midi_bus_reach_the_engines_midi_map(bundle, tmp_path):
                                                           "bypass")}
         bypass = ids["bypass"]
         assert f"output change {bypass} at 0 = 1" in r.stdout, r.stdout
+        for line in ("ok IMidiMapping", "ok unmapped controllers are not",
+                     "ok 5 gain parameters and 2 controller parameters",
+                     "ok CC 7 = 64 moved the gain to -29.8 dB",
+                     "ok CC 7 = 127 in mid block moved the gain to 0 dB"):
+            assert line in r.stdout, r.stdout
+        gain = ids["gain_db"]
+        assert f"output change {gain} at 0" in r.stdout, r.stdout     # the DAW's knob follows
     finally:
         stop_server(p)
         Path(f"/dev/shm/rtengine-{os.getuid()}-{name}").unlink(missing_ok=True)

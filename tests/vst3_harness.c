@@ -20,6 +20,9 @@ typedef uint8_t TUID[16];
     (uint8_t)((d) >> 24), (uint8_t)((d) >> 16), (uint8_t)((d) >> 8), (uint8_t)(d)}
 static const TUID IID_IComponent = IID(0xE831FF31, 0xF2D54301, 0x928EBBEE, 0x25697802);
 static const TUID IID_IAudioProcessor = IID(0x42043F99, 0xB7DA453C, 0xA569E79D, 0x9AAEC33D);
+static const TUID IID_IEditController = IID(0xDCD7BBE3, 0x7742448D, 0xA874AACC, 0x979C759E);
+static const TUID IID_IMidiMapping = IID(0xDF0FF9F7, 0x49B74669, 0xB63AB732, 0x7ADBF5E5);
+#define PROXY_BASE 0x7FFF0000u                /* RTB_PROXY_BASE: controller parameters */
 
 typedef struct { void *qi, *add, *rel; } Unk;
 typedef struct { Unk u; void *info; int32_t (*count)(void *);
@@ -109,12 +112,12 @@ static const void *events_vt[] = {(void *)s_qi, (void *)s_ref, (void *)s_ref, (v
                                   (void *)ev_get, (void *)ev_add};
 
 /* output parameter changes: every point the plugin adds is printed and kept */
-typedef struct { const void *vt; uint32_t id; double last; int32_t points; } Queue;
+typedef struct { const void *vt; uint32_t id; double last; int32_t points, off; } Queue;
 typedef struct { const void *vt; Queue q[64]; int32_t n; } Changes;
 static uint32_t q_id(void *p) { return ((Queue *)p)->id; }
 static int32_t q_count(void *p) { return ((Queue *)p)->points; }
 static tresult q_get(void *p, int32_t i, int32_t *off, double *v)
-{ (void)i; *off = 0; *v = ((Queue *)p)->last; return 0; }
+{ (void)i; *off = ((Queue *)p)->off; *v = ((Queue *)p)->last; return 0; }
 static tresult q_add(void *p, int32_t off, double v, int32_t *i)
 {
     Queue *q = p;
@@ -161,6 +164,8 @@ static uint32_t state_blob(const char *chain, uint8_t *out)
 }
 
 static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc);
+static int controller_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc,
+                             ProcessData *block, const float *ol);
 
 int main(int argc, char **argv)
 {
@@ -295,5 +300,97 @@ static int midi_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc)
     check("the moved bypass is reported to the host", reported);
     for (int k = 0; k < 10; k++) pv->process(proc, &block);
     check("bypassed: the input comes through", fabsf(ol[511] - 0.25f) < 1e-6f);
+    block.ein = &note;                                    /* the same note: bypass off */
+    pv->process(proc, &block);
+    block.ein = &none;
+    return controller_checks(cv, comp, pv, proc, &block, ol);
+}
+
+/* MIDI controllers: the host asks IMidiMapping which parameter stands for a
+ * controller, and sends the controller's moves as that parameter's changes;
+ * the plugin hands them to the engine as MIDI.  The map (see the test): CC 7
+ * on channel 1 -> gain.gain_db (-60..0 dB), pitch bend on channel 2 -> gain.pan. */
+static int controller_checks(ComponentV *cv, void **comp, ProcessorV *pv, void **proc,
+                             ProcessData *block, const float *ol)
+{
+    typedef struct { void *qi, *add, *rel;
+                     tresult (*assign)(void *, int32_t, int16_t, int16_t, uint32_t *); } MapV;
+    void **mm = NULL;
+    check("IMidiMapping", cv->qi(comp, IID_IMidiMapping, (void **)&mm) == 0 && mm);
+    if (!mm) return 0;
+    MapV *mv = (MapV *)*mm;
+    uint32_t id = 0, pb = 0;
+    check("CC 7 on channel 1 is a parameter",
+          mv->assign(mm, 0, 0, 7, &id) == 0 && id == PROXY_BASE + 7);
+    check("pitch bend on channel 2 is a parameter",
+          mv->assign(mm, 0, 1, 129, &pb) == 0 && pb == PROXY_BASE + 130 + 129);
+    uint32_t junk;
+    check("unmapped controllers are not",
+          mv->assign(mm, 0, 0, 8, &junk) != 0 && mv->assign(mm, 0, 1, 7, &junk) != 0 &&
+          mv->assign(mm, 0, 0, 129, &junk) != 0 && mv->assign(mm, 1, 0, 7, &junk) != 0 &&
+          mv->assign(mm, 0, 16, 7, &junk) != 0 && mv->assign(mm, 0, 0, 130, &junk) != 0);
+    void **ec = NULL;
+    check("edit controller", cv->qi(comp, IID_IEditController, (void **)&ec) == 0 && ec);
+    void **ev = (void **)*ec;
+    int32_t count = ((int32_t (*)(void *))ev[8])(ec);
+    check("5 gain parameters and 2 controller parameters", count == 7);
+    uint8_t info[792];
+    int found = 0;
+    for (int32_t i = 0; i < count; i++) {
+        if (((tresult (*)(void *, int32_t, void *))ev[9])(ec, i, info) != 0) continue;
+        uint32_t pid, flags;
+        int32_t steps;
+        memcpy(&pid, info, 4);
+        memcpy(&steps, info + 772, 4);
+        memcpy(&flags, info + 788, 4);
+        char title[64];
+        for (int k = 0; k < 63; k++) title[k] = (char)info[4 + 2 * k];
+        title[63] = 0;
+        if (pid == id && steps == 127 && flags == 16 && !strcmp(title, "MIDI CC 7 (channel 1)"))
+            found++;
+        if (pid == pb && steps == 16383 && flags == 16 &&
+            !strcmp(title, "MIDI pitch bend (channel 2)"))
+            found++;
+    }
+    check("controller parameters: hidden, titled, 128 or 16384 steps", found == 2);
+    uint16_t text[128];
+    char shown[16] = {0};
+    if (((tresult (*)(void *, uint32_t, double, uint16_t *))ev[10])(ec, pb, 0.5, text) == 0)
+        for (int k = 0; k < 15 && text[k]; k++) shown[k] = (char)text[k];
+    check("pitch bend centre reads 8192", !strcmp(shown, "8192"));
+    ((uint32_t (*)(void *))ev[2])(ec);
+    ((uint32_t (*)(void *))((void **)*mm)[2])(mm);
+    /* CC 7 = 64 in a 0-sample block: sent with the next block; -60 + 64/127*60 dB */
+    Changes cc = {changes_vt, {{0}}, 1};
+    cc.q[0].vt = queue_vt;
+    cc.q[0].id = id;
+    cc.q[0].points = 1;
+    cc.q[0].last = 64.0 / 127.0;
+    ProcessData flush = {0, 0, 0, 0, 0, NULL, NULL, &cc, NULL, NULL, NULL, NULL};
+    check("a controller in a 0-sample block", pv->process(proc, &flush) == 0);
+    const float want = 0.25f * powf(10.0f, (-60.0f + 64.0f / 127.0f * 60.0f) / 20.0f);
+    int moved = 0;
+    for (int k = 0; k < 1000 && !moved; k++) {
+        pv->process(proc, block);
+        moved = fabsf(ol[511] - want) < 1e-4f;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    printf("level after CC 7 = 64: %g (want %g)\n", ol[511], want);
+    check("CC 7 = 64 moved the gain to -29.8 dB", moved);
+    /* CC 7 = 127 at offset 200 of a block: 0 dB */
+    cc.q[0].last = 1.0;
+    cc.q[0].off = 200;
+    block->pin = &cc;
+    pv->process(proc, block);
+    block->pin = NULL;
+    moved = 0;
+    for (int k = 0; k < 1000 && !moved; k++) {
+        pv->process(proc, block);
+        moved = fabsf(ol[511] - 0.25f) < 1e-4f;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    check("CC 7 = 127 in mid block moved the gain to 0 dB", moved);
     return 0;
 }

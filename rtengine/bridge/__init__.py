@@ -22,7 +22,7 @@ from .._runner import ffi, lib
 from ..chain import Chain
 from ..engine import Engine
 from ..errors import RtEngineError
-from ..midi import Mapper, read_map
+from ..midi import Mapper, controllers, read_map
 from ..params import BYPASS
 
 ERRLEN = 1024
@@ -34,13 +34,14 @@ class BridgeError(RtEngineError):
 
 
 def param_id(key: str, taken: set[int]) -> int:
-    """A stable VST3 ParamID for "stage.param": FNV-1a, 31 bits, unique in the lane."""
+    """A stable VST3 ParamID for "stage.param": FNV-1a, below RTB_PROXY_BASE (2^31 - 2^16),
+    unique in the lane."""
     h = 0x811C9DC5
     for b in key.encode():
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    h &= 0x7FFFFFFF
+    h %= lib.RTB_PROXY_BASE             # ids above are the plugin's MIDI controllers
     while h in taken:
-        h = (h + 1) & 0x7FFFFFFF
+        h = (h + 1) % lib.RTB_PROXY_BASE
     taken.add(h)
     return h
 
@@ -294,6 +295,12 @@ class BridgeServer:
         new = _Lane(engine, keys)
         new.par_arrays = (par_index, par_rt)
         new.mapper = self._mapper(i, engine)
+        bits = [0] * lib.RTB_CTRL_WORDS             # what the plugin offers its host
+        for ch, ctrl in controllers(new.mapper.mappings if new.mapper else ()):
+            code = ch * lib.RTB_CTRLS + ctrl
+            bits[code >> 5] |= 1 << (code & 31)
+        for w, b in enumerate(bits):
+            lane.midi_ctrl[w] = b
         if old is not None:
             # the lane thread switches at its next request; until it has, the old
             # engines stay alive (released by _control)

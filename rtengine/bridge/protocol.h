@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define RTB_MAGIC 1381253703          /* 'RTBG' */
-#define RTB_VERSION 2
+#define RTB_VERSION 3
 #define RTB_MAX_LANES 128
 #define RTB_MAX_CH 2                  /* mono or stereo lanes */
 #define RTB_MAX_FRAMES 4096           /* per request; the plugin splits longer blocks */
@@ -34,6 +34,12 @@
 #define RTB_STATE_MAX 262144          /* chain text (TOML, with every value) */
 #define RTB_TEXT 128                  /* names and units, UTF-8, NUL-terminated */
 #define RTB_MSG 1024                  /* a refusal, readable by the user */
+#define RTB_CTRLS 130                 /* per channel: CC 0..127, 128 channel pressure,
+                                         129 pitch bend (VST3's ControllerNumbers) */
+#define RTB_CTRL_WORDS 65             /* bits for 16 channels x RTB_CTRLS */
+#define RTB_PROXY_BASE 2147418112     /* 0x7FFF0000: ParamIDs of the plugin's MIDI
+                                         controller parameters (base + ch * RTB_CTRLS +
+                                         ctrl); a chain's parameter ids stay below */
 
 /* lane states (rtb_lane.state) */
 #define RTB_FREE 0
@@ -98,6 +104,12 @@ typedef struct rtb_lane {
     int32_t nparams;
     int32_t reserved0;
     char msg[RTB_MSG];
+    /* the MIDI controllers the lane's MIDI map listens to, bit ch * RTB_CTRLS +
+     * ctrl; written by the server before it acknowledges a configuration.  The
+     * plugin offers exactly these to its host (IMidiMapping) and sends what
+     * the host gives it for them as MIDI, with the notes. */
+    uint32_t midi_ctrl[RTB_CTRL_WORDS];
+    uint32_t reserved3;
     rtb_param params[RTB_MAX_PARAMS];
     double values[RTB_MAX_PARAMS];    /* current plain values, written by the server */
     uint32_t values_seq;              /* bumped when values changed outside the DAW */

@@ -43,6 +43,7 @@ static const TUID IID_IPluginFactory3 = IID(0x4555A2AB, 0xC1234E57, 0x9B122910, 
 static const TUID IID_IComponent = IID(0xE831FF31, 0xF2D54301, 0x928EBBEE, 0x25697802);
 static const TUID IID_IAudioProcessor = IID(0x42043F99, 0xB7DA453C, 0xA569E79D, 0x9AAEC33D);
 static const TUID IID_IEditController = IID(0xDCD7BBE3, 0x7742448D, 0xA874AACC, 0x979C759E);
+static const TUID IID_IMidiMapping = IID(0xDF0FF9F7, 0x49B74669, 0xB63AB732, 0x7ADBF5E5);
 /* rtengine's class id ("rtengine bridge!" in ASCII) */
 static const TUID CID_rtengine = {'r', 't', 'e', 'n', 'g', 'i', 'n', 'e', ' ', 'b', 'r', 'i',
                                   'd', 'g', 'e', '!'};
@@ -51,6 +52,10 @@ static const TUID CID_rtengine = {'r', 't', 'e', 'n', 'g', 'i', 'n', 'e', ' ', '
 #define STATE_VERSION 1u
 #define kLatencyChanged (1 << 3)
 #define kParamValuesChanged (1 << 2)
+#define kParamTitlesChanged (1 << 4)
+#define kMidiCCAssignmentChanged (1 << 5)
+#define kIsHidden (1 << 4)               /* ParameterInfo flag */
+#define NCTRL (16 * RTB_CTRLS)           /* MIDI controllers: 16 channels */
 #define SPK_MONO (1ull << 19)
 #define SPK_STEREO 3ull
 
@@ -174,6 +179,7 @@ typedef struct Plugin {
     const void *vt_component;         /* FUnknown, IPluginBase, IComponent */
     const void *vt_processor;         /* IAudioProcessor */
     const void *vt_controller;        /* IEditController */
+    const void *vt_midimap;           /* IMidiMapping */
     uint32_t refs;
     int32_t inits;
     pthread_mutex_t lock;             /* control-thread state (never taken by process) */
@@ -197,6 +203,15 @@ typedef struct Plugin {
     rtb_change changes[RTB_MAX_CHANGES];
     rtb_midi midi[RTB_MAX_MIDI];      /* the block's MIDI for the engine's MIDI map */
     uint32_t values_seen;             /* the lane's values_seq last told to the host */
+    /* MIDI controllers (CC, pitch bend) reach a VST3 plugin only as parameters
+     * the host maps them to (IMidiMapping): one hidden parameter for each
+     * controller the engine's MIDI map listens to, turned back into MIDI */
+    uint32_t ctrl_bits[RTB_CTRL_WORDS];
+    int32_t nproxy;
+    uint16_t proxy[NCTRL];            /* their controller codes, ch * RTB_CTRLS + ctrl */
+    double proxy_norm[NCTRL];         /* by code */
+    uint32_t proxy_dirty[NCTRL];      /* set in a 0-sample block, sent with the next */
+    rtb_midi cmidi[RTB_MAX_MIDI];     /* the block's controller MIDI */
 } Plugin;
 
 #define FROM(field, p) ((Plugin *)((char *)(p) - offsetof(Plugin, field)))
@@ -253,7 +268,7 @@ static int find_param(Plugin *pl, uint32_t id)
 /* Copy the lane's parameter table and values (control thread).  With keep,
  * parameters that are still there keep this instance's values (a host may
  * have set them since they were last sent). */
-static void take_table(Plugin *pl, rtb_lane *l, int keep)
+static int take_table(Plugin *pl, rtb_lane *l, int keep)
 {
     int n = l->nparams;
     if (n < 0 || n > RTB_MAX_PARAMS) n = 0;
@@ -270,6 +285,53 @@ static void take_table(Plugin *pl, rtb_lane *l, int keep)
     }
     pl->nparams = n;
     pl->values_seen = __atomic_load_n(&l->values_seq, __ATOMIC_ACQUIRE);
+    int changed = 0, m = 0;
+    for (int w = 0; w < RTB_CTRL_WORDS; w++) {
+        uint32_t b = l->midi_ctrl[w];
+        if (w == RTB_CTRL_WORDS - 1) b &= (1u << (NCTRL - 32 * w)) - 1u;   /* no stray bits */
+        if (b != pl->ctrl_bits[w]) changed = 1;
+        pl->ctrl_bits[w] = b;
+    }
+    for (int code = 0; code < NCTRL; code++) {
+        if (!((pl->ctrl_bits[code >> 5] >> (code & 31)) & 1u)) continue;
+        pl->proxy[m++] = (uint16_t)code;
+        if (changed) {
+            pl->proxy_norm[code] = code % RTB_CTRLS == 129 ? 8192.0 / 16383.0 : 0.0;
+            pl->proxy_dirty[code] = 0;
+        }
+    }
+    pl->nproxy = m;
+    return changed;
+}
+
+/* The controller code of a MIDI controller parameter the map listens to, else -1. */
+static int proxy_code(const Plugin *pl, uint32_t id)
+{
+    if (id < RTB_PROXY_BASE || id >= (uint32_t)RTB_PROXY_BASE + NCTRL) return -1;
+    uint32_t code = id - RTB_PROXY_BASE;
+    return (pl->ctrl_bits[code >> 5] >> (code & 31)) & 1u ? (int)code : -1;
+}
+
+static int proxy_steps(int code) { return code % RTB_CTRLS == 129 ? 16383 : 127; }
+
+/* A controller's normalized value as the MIDI message it stands for. */
+static void proxy_midi(rtb_midi *o, int code, double x, int32_t offset)
+{
+    const int ch = code / RTB_CTRLS, ctrl = code % RTB_CTRLS;
+    x = x < 0 ? 0 : x > 1 ? 1 : x;
+    long v = lrint(x * proxy_steps(code));
+    o->offset = offset;
+    if (ctrl == 129) {                           /* pitch bend: 14 bits, LSB first */
+        o->size = 3;
+        o->data[0] = (uint8_t)(0xE0 | ch), o->data[1] = (uint8_t)(v & 0x7F);
+        o->data[2] = (uint8_t)(v >> 7);
+    } else if (ctrl == 128) {                    /* channel pressure */
+        o->size = 2;
+        o->data[0] = (uint8_t)(0xD0 | ch), o->data[1] = (uint8_t)v, o->data[2] = 0;
+    } else {
+        o->size = 3;
+        o->data[0] = (uint8_t)(0xB0 | ch), o->data[1] = (uint8_t)ctrl, o->data[2] = (uint8_t)v;
+    }
 }
 
 static void restart(Plugin *pl, int32_t flags)
@@ -294,8 +356,8 @@ static int connect_and_configure(Plugin *pl, int keep, char *err, int errlen)
         return -1;
     }
     rtb_lane *l = rtb_client_lane(c);
-    int old_latency = pl->latency, old_n = pl->nparams;
-    take_table(pl, l, keep);
+    int old_latency = pl->latency, old_n = pl->nparams + pl->nproxy;
+    int ctrls = take_table(pl, l, keep);
     pl->latency = l->latency;
     __atomic_store_n(&pl->client, c, __ATOMIC_RELEASE);
     /* restartComponent is for the host's main thread: this runs in set-up calls
@@ -303,7 +365,8 @@ static int connect_and_configure(Plugin *pl, int keep, char *err, int errlen)
      * call instead (hosts read the latency again after set-up anyway) */
     int flags = kParamValuesChanged;
     if (pl->latency != old_latency) flags |= kLatencyChanged;
-    if (old_n != pl->nparams || old_latency != pl->latency)
+    if (ctrls) flags |= kMidiCCAssignmentChanged | kParamTitlesChanged;
+    if (old_n != pl->nparams + pl->nproxy || old_latency != pl->latency || ctrls)
         __atomic_or_fetch(&pl->pending_restart, flags, __ATOMIC_ACQ_REL);
     return 0;
 }
@@ -335,6 +398,8 @@ static tresult qi_plugin(Plugin *pl, const TUID iid, void **obj)
         r = &pl->vt_processor;
     else if (!memcmp(iid, IID_IEditController, 16))
         r = &pl->vt_controller;
+    else if (!memcmp(iid, IID_IMidiMapping, 16))
+        r = &pl->vt_midimap;
     *obj = r;
     if (!r) return kNoInterface;
     __atomic_add_fetch(&pl->refs, 1, __ATOMIC_ACQ_REL);
@@ -370,6 +435,7 @@ static uint32_t release_plugin(Plugin *pl)
 UNKNOWN(comp, vt_component)
 UNKNOWN(proc, vt_processor)
 UNKNOWN(ctrl, vt_controller)
+UNKNOWN(mm, vt_midimap)
 
 /* ---- IPluginBase (component and controller share it) --------------------------------- */
 static tresult initialize_common(Plugin *pl)
@@ -506,9 +572,10 @@ static tresult set_state(Plugin *pl, IBStream *st)
         pl->chain_len = (int32_t)hdr[2];
         if (c) {
             int old_latency = pl->latency;
-            take_table(pl, rtb_client_lane(c), 0);
+            int ctrls = take_table(pl, rtb_client_lane(c), 0);
             pl->latency = rtb_client_lane(c)->latency;
-            announce(pl, kParamValuesChanged | (old_latency != pl->latency ? kLatencyChanged : 0));
+            announce(pl, kParamValuesChanged | (old_latency != pl->latency ? kLatencyChanged : 0) |
+                         (ctrls ? kMidiCCAssignmentChanged | kParamTitlesChanged : 0));
         }
     }
     pthread_mutex_unlock(&pl->lock);
@@ -720,11 +787,52 @@ static void values_to_host(Plugin *pl, rtb_client *c, ProcessData *d)
     pl->values_seen = seq;
 }
 
+/* A MIDI controller's points from the host as MIDI messages at their offsets
+ * (in a 0-sample block its last value waits for the next block). */
+static int32_t take_controller(Plugin *pl, IParamValueQueue *vq, int code, int32_t n, int32_t m)
+{
+    int32_t np = vq->v->getPointCount(vq);
+    for (int32_t k = 0; k < np; k++) {
+        int32_t off = 0;
+        double v = 0;
+        if (vq->v->getPoint(vq, k, &off, &v) != kResultOk || !isfinite(v)) continue;
+        pl->proxy_norm[code] = v < 0 ? 0 : v > 1 ? 1 : v;
+        if (n <= 0) { pl->proxy_dirty[code] = 1; continue; }
+        pl->proxy_dirty[code] = 0;
+        if (m < RTB_MAX_MIDI)
+            proxy_midi(&pl->cmidi[m++], code, pl->proxy_norm[code], off < 0 ? 0 : off >= n ? n - 1 : off);
+    }
+    return m;
+}
+
+/* The block's note events and controller messages in one list, in time order
+ * (stable: at one offset, notes first, controllers in the host's order). */
+static int32_t merge_midi(Plugin *pl, int32_t nnotes, int32_t ncm)
+{
+    int32_t m = nnotes;
+    for (int32_t i = 0; i < ncm && m < RTB_MAX_MIDI; i++) {
+        rtb_midi e = pl->cmidi[i];
+        int32_t j = m++;
+        while (j > 0 && pl->midi[j - 1].offset > e.offset) { pl->midi[j] = pl->midi[j - 1]; j--; }
+        pl->midi[j] = e;
+    }
+    return m;
+}
+
 static tresult process_block(Plugin *pl, ProcessData *d)
 {
     if (!d) return kInvalidArgument;
     const int32_t n = d->numSamples;
     int nchg = 0;
+    int32_t ncm = 0;                             /* controller MIDI in pl->cmidi */
+    /* controller values a 0-sample block brought: now, at offset 0 */
+    for (int32_t i = 0; i < pl->nproxy && n > 0; i++) {
+        int code = pl->proxy[i];
+        if (pl->proxy_dirty[code] && ncm < RTB_MAX_MIDI) {
+            pl->proxy_dirty[code] = 0;
+            proxy_midi(&pl->cmidi[ncm++], code, pl->proxy_norm[code], 0);
+        }
+    }
     /* parameter changes from the host, at their sample offsets */
     IParameterChanges *pc = d->inputParameterChanges;
     if (pc) {
@@ -732,15 +840,20 @@ static tresult process_block(Plugin *pl, ProcessData *d)
         for (int32_t q = 0; q < nq; q++) {
             IParamValueQueue *vq = pc->v->getParameterData(pc, q);
             if (!vq) continue;
-            int idx = find_param(pl, vq->v->getParameterId(vq));
-            if (idx < 0) continue;
+            uint32_t pid = vq->v->getParameterId(vq);
+            int idx = find_param(pl, pid);
+            if (idx < 0) {
+                int code = proxy_code(pl, pid);
+                if (code >= 0) ncm = take_controller(pl, vq, code, n, ncm);
+                continue;
+            }
             int32_t np = vq->v->getPointCount(vq);
             for (int32_t k = 0; k < np; k++) {
                 int32_t off = 0;
                 double v = 0;
                 if (vq->v->getPoint(vq, k, &off, &v) != kResultOk || !isfinite(v)) continue;
                 pl->norm[idx] = v < 0 ? 0 : v > 1 ? 1 : v;
-                pl->dirty[idx] = 0;
+                pl->dirty[idx] = n <= 0;              /* a flush: sent with the next block */
                 if (nchg < RTB_MAX_CHANGES && n > 0) {
                     pl->changes[nchg].index = (uint32_t)idx;
                     pl->changes[nchg].offset = off < 0 ? 0 : off >= n ? n - 1 : off;
@@ -805,7 +918,7 @@ static tresult process_block(Plugin *pl, ProcessData *d)
         double block_us = 1e6 * (double)n / (pl->sample_rate > 0 ? pl->sample_rate : 48000);
         timeout_us = (int32_t)(0.5 * block_us) + 200;
     }
-    int32_t nmidi = take_events(pl, d, n);
+    int32_t nmidi = merge_midi(pl, take_events(pl, d, n), ncm);
     rtb_client_process_midi(c, in, o, n, pl->changes, nchg, pl->midi, nmidi, timeout_us);
     values_to_host(pl, c, d);
     for (int k = ch; k < och; k++) memcpy(out[k], out[0], sizeof(float) * (size_t)n);
@@ -823,11 +936,42 @@ static tresult API ctrl_set_component_state(void *s, IBStream *st)
 }
 static tresult API ctrl_set_state(void *s, IBStream *st) { (void)s; (void)st; return kResultOk; }
 static tresult API ctrl_get_state(void *s, IBStream *st) { (void)s; (void)st; return kResultOk; }
-static int32_t API ctrl_param_count(void *s) { return FROM(vt_controller, s)->nparams; }
+static int32_t API ctrl_param_count(void *s)
+{
+    Plugin *pl = FROM(vt_controller, s);
+    return pl->nparams + pl->nproxy;
+}
+
+static void proxy_info(int code, ParameterInfo *info)
+{
+    const int ch = code / RTB_CTRLS + 1, ctrl = code % RTB_CTRLS;
+    char title[96], short_title[32];
+    if (ctrl == 129) {
+        snprintf(title, sizeof title, "MIDI pitch bend (channel %d)", ch);
+        snprintf(short_title, sizeof short_title, "PB ch%d", ch);
+    } else if (ctrl == 128) {
+        snprintf(title, sizeof title, "MIDI channel pressure (channel %d)", ch);
+        snprintf(short_title, sizeof short_title, "AT ch%d", ch);
+    } else {
+        snprintf(title, sizeof title, "MIDI CC %d (channel %d)", ctrl, ch);
+        snprintf(short_title, sizeof short_title, "CC%d ch%d", ctrl, ch);
+    }
+    memset(info, 0, sizeof *info);
+    info->id = (uint32_t)RTB_PROXY_BASE + (uint32_t)code;
+    to16(info->title, title, 128);
+    to16(info->shortTitle, short_title, 128);
+    info->stepCount = proxy_steps(code);
+    info->defaultNormalizedValue = ctrl == 129 ? 8192.0 / 16383.0 : 0.0;
+    info->flags = kIsHidden;                    /* MIDI input, not automation */
+}
 
 static tresult API ctrl_param_info(void *s, int32_t i, ParameterInfo *info)
 {
     Plugin *pl = FROM(vt_controller, s);
+    if (info && i >= pl->nparams && i < pl->nparams + pl->nproxy) {
+        proxy_info(pl->proxy[i - pl->nparams], info);
+        return kResultOk;
+    }
     if (i < 0 || i >= pl->nparams || !info) return kInvalidArgument;
     const rtb_param *p = &pl->params[i];
     memset(info, 0, sizeof *info);
@@ -860,7 +1004,13 @@ static void format_value(const rtb_param *p, double v, char *dst, int cap)
 static tresult API ctrl_string_by_value(void *s, uint32_t id, double x, String128 out)
 {
     Plugin *pl = FROM(vt_controller, s);
-    int i = find_param(pl, id);
+    int i = find_param(pl, id), code = i < 0 ? proxy_code(pl, id) : -1;
+    if (code >= 0 && out && isfinite(x)) {
+        char num[16];
+        snprintf(num, sizeof num, "%ld", lrint((x < 0 ? 0 : x > 1 ? 1 : x) * proxy_steps(code)));
+        to16(out, num, 128);
+        return kResultOk;
+    }
     if (i < 0 || !out) return kInvalidArgument;
     char buf[160];
     format_value(&pl->params[i], to_plain(&pl->params[i], x), buf, sizeof buf);
@@ -871,7 +1021,15 @@ static tresult API ctrl_string_by_value(void *s, uint32_t id, double x, String12
 static tresult API ctrl_value_by_string(void *s, uint32_t id, char16 *text, double *x)
 {
     Plugin *pl = FROM(vt_controller, s);
-    int i = find_param(pl, id);
+    int i = find_param(pl, id), code = i < 0 ? proxy_code(pl, id) : -1;
+    if (code >= 0 && text && x) {
+        char num[32], *end = NULL;
+        from16(num, text, sizeof num);
+        long v = strtol(num, &end, 10);
+        if (end == num || v < 0 || v > proxy_steps(code)) return kResultFalse;
+        *x = (double)v / proxy_steps(code);
+        return kResultOk;
+    }
     if (i < 0 || !text || !x) return kInvalidArgument;
     const rtb_param *p = &pl->params[i];
     char buf[160];
@@ -899,29 +1057,36 @@ static tresult API ctrl_value_by_string(void *s, uint32_t id, char16 *text, doub
 static double API ctrl_norm_to_plain(void *s, uint32_t id, double x)
 {
     Plugin *pl = FROM(vt_controller, s);
-    int i = find_param(pl, id);
+    int i = find_param(pl, id), code = i < 0 ? proxy_code(pl, id) : -1;
+    if (code >= 0) return x * proxy_steps(code);
     return i < 0 ? x : to_plain(&pl->params[i], x);
 }
 
 static double API ctrl_plain_to_norm(void *s, uint32_t id, double v)
 {
     Plugin *pl = FROM(vt_controller, s);
-    int i = find_param(pl, id);
+    int i = find_param(pl, id), code = i < 0 ? proxy_code(pl, id) : -1;
+    if (code >= 0) return v / proxy_steps(code);
     return i < 0 ? v : to_norm(&pl->params[i], v);
 }
 
 static double API ctrl_get_norm(void *s, uint32_t id)
 {
     Plugin *pl = FROM(vt_controller, s);
-    int i = find_param(pl, id);
+    int i = find_param(pl, id), code = i < 0 ? proxy_code(pl, id) : -1;
+    if (code >= 0) return pl->proxy_norm[code];
     return i < 0 ? 0.0 : pl->norm[i];
 }
 
 static tresult API ctrl_set_norm(void *s, uint32_t id, double x)
 {
     Plugin *pl = FROM(vt_controller, s);
-    int i = find_param(pl, id);
+    int i = find_param(pl, id), code = i < 0 ? proxy_code(pl, id) : -1;
     DBG("setParamNormalized(%u -> %d, %g)\n", id, i, x);
+    if (code >= 0 && isfinite(x)) {             /* the host's display: MIDI comes in process */
+        pl->proxy_norm[code] = x < 0 ? 0 : x > 1 ? 1 : x;
+        return kResultOk;
+    }
     if (i < 0 || !isfinite(x)) return kInvalidArgument;
     pl->norm[i] = x < 0 ? 0 : x > 1 ? 1 : x;
     __atomic_store_n(&pl->dirty[i], 1, __ATOMIC_RELEASE);
@@ -938,6 +1103,18 @@ static tresult API ctrl_set_handler(void *s, IComponentHandler *h)
 }
 
 static void *API ctrl_create_view(void *s, const char *name) { (void)s; (void)name; return NULL; }
+
+/* ---- IMidiMapping ------------------------------------------------------------------------ */
+static tresult API mm_assignment(void *s, int32_t bus, int16_t channel, int16_t ctrl, uint32_t *id)
+{
+    Plugin *pl = FROM(vt_midimap, s);
+    if (!id || bus != 0 || channel < 0 || channel > 15 || ctrl < 0 || ctrl >= RTB_CTRLS)
+        return kResultFalse;
+    uint32_t pid = (uint32_t)RTB_PROXY_BASE + (uint32_t)(channel * RTB_CTRLS + ctrl);
+    if (proxy_code(pl, pid) < 0) return kResultFalse;
+    *id = pid;
+    return kResultOk;
+}
 
 /* ---- vtables -------------------------------------------------------------------------------------- */
 static const void *component_vtbl[] = {
@@ -963,6 +1140,10 @@ static const void *controller_vtbl[] = {
     (void *)ctrl_create_view,
 };
 
+static const void *midimap_vtbl[] = {
+    (void *)mm_qi, (void *)mm_addref, (void *)mm_release, (void *)mm_assignment,
+};
+
 static Plugin *plugin_new(void)
 {
     Plugin *pl = calloc(1, sizeof *pl);
@@ -970,6 +1151,7 @@ static Plugin *plugin_new(void)
     pl->vt_component = component_vtbl;
     pl->vt_processor = processor_vtbl;
     pl->vt_controller = controller_vtbl;
+    pl->vt_midimap = midimap_vtbl;
     pl->refs = 1;
     pl->channels = 2;
     pthread_mutex_init(&pl->lock, NULL);
