@@ -406,7 +406,7 @@ def main(argv=None) -> int:
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--minutes", type=float, default=60.0, help="training time budget")
     f.add_argument("--train", type=Path, nargs="*", default=None,
-                   help="rendered train folders (default: the cache's train renders)")
+                   help="rendered train folders (default: the cache's FluidR3 train renders)")
     f.add_argument("--valid", type=Path, nargs="*", default=None)
     f.add_argument("--hidden", type=int, default=320)
     f.add_argument("--threads", type=int, default=2)
@@ -428,7 +428,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "fit":
         root = music.cache_dir("music")
-        train = args.train or sorted(root.glob(f"v{music.VERSION}-*/train"))
+        # by default the FluidR3 renders (what the shipped model learnt from); renders
+        # with another SoundFont are taken when named with --train
+        others = tuple(f"-{name}" for name in music.SOUNDFONTS if name != "fluidr3")
+        train = args.train or sorted(p for p in root.glob(f"v{music.VERSION}-*/train")
+                                     if not p.parent.name.endswith(others))
         valid = args.valid or sorted(root.glob(f"v{music.VERSION}-*/valid"))
         return fit(args.out, args.minutes, train, valid, args.hidden, args.threads,
                    args.batch, args.frames, args.lr, args.seed, args.init, args.eq,
