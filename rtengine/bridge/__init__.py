@@ -34,12 +34,14 @@ class BridgeError(RtEngineError):
 
 
 def param_id(key: str, taken: set[int]) -> int:
-    """A stable VST3 ParamID for "stage.param": FNV-1a, below RTB_PROXY_BASE (2^31 - 2^16),
-    unique in the lane."""
+    """A stable VST3 ParamID for "stage.param": FNV-1a, 31 bits (as saved projects know
+    them), kept below RTB_PROXY_BASE (2^31 - 2^16), unique in the lane."""
     h = 0x811C9DC5
     for b in key.encode():
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    h %= lib.RTB_PROXY_BASE             # ids above are the plugin's MIDI controllers
+    h &= 0x7FFFFFFF
+    if h >= lib.RTB_PROXY_BASE:         # ids from there up are the plugin's MIDI controllers
+        h %= lib.RTB_PROXY_BASE
     while h in taken:
         h = (h + 1) % lib.RTB_PROXY_BASE
     taken.add(h)
