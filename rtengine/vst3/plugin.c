@@ -787,6 +787,16 @@ static void values_to_host(Plugin *pl, rtb_client *c, ProcessData *d)
     pl->values_seen = seq;
 }
 
+/* Point k of a host's queue for a block of n samples: 0 if unreadable or not
+ * finite, else 1 with the value clamped to [0, 1] and the offset into the block. */
+static int queue_point(IParamValueQueue *vq, int32_t k, int32_t n, int32_t *off, double *v)
+{
+    if (vq->v->getPoint(vq, k, off, v) != kResultOk || !isfinite(*v)) return 0;
+    *v = *v < 0 ? 0 : *v > 1 ? 1 : *v;
+    *off = *off < 0 || n <= 0 ? 0 : *off >= n ? n - 1 : *off;
+    return 1;
+}
+
 /* A MIDI controller's points from the host as MIDI messages at their offsets
  * (in a 0-sample block its last value waits for the next block). */
 static int32_t take_controller(Plugin *pl, IParamValueQueue *vq, int code, int32_t n, int32_t m)
@@ -795,12 +805,10 @@ static int32_t take_controller(Plugin *pl, IParamValueQueue *vq, int code, int32
     for (int32_t k = 0; k < np; k++) {
         int32_t off = 0;
         double v = 0;
-        if (vq->v->getPoint(vq, k, &off, &v) != kResultOk || !isfinite(v)) continue;
-        pl->proxy_norm[code] = v < 0 ? 0 : v > 1 ? 1 : v;
-        if (n <= 0) { pl->proxy_dirty[code] = 1; continue; }
-        pl->proxy_dirty[code] = 0;
-        if (m < RTB_MAX_MIDI)
-            proxy_midi(&pl->cmidi[m++], code, pl->proxy_norm[code], off < 0 ? 0 : off >= n ? n - 1 : off);
+        if (!queue_point(vq, k, n, &off, &v)) continue;
+        pl->proxy_norm[code] = v;
+        pl->proxy_dirty[code] = n <= 0;
+        if (n > 0 && m < RTB_MAX_MIDI) proxy_midi(&pl->cmidi[m++], code, v, off);
     }
     return m;
 }
@@ -851,12 +859,12 @@ static tresult process_block(Plugin *pl, ProcessData *d)
             for (int32_t k = 0; k < np; k++) {
                 int32_t off = 0;
                 double v = 0;
-                if (vq->v->getPoint(vq, k, &off, &v) != kResultOk || !isfinite(v)) continue;
-                pl->norm[idx] = v < 0 ? 0 : v > 1 ? 1 : v;
+                if (!queue_point(vq, k, n, &off, &v)) continue;
+                pl->norm[idx] = v;
                 pl->dirty[idx] = n <= 0;              /* a flush: sent with the next block */
                 if (nchg < RTB_MAX_CHANGES && n > 0) {
                     pl->changes[nchg].index = (uint32_t)idx;
-                    pl->changes[nchg].offset = off < 0 ? 0 : off >= n ? n - 1 : off;
+                    pl->changes[nchg].offset = off;
                     pl->changes[nchg].value = to_plain(&pl->params[idx], v);
                     nchg++;
                 }
@@ -886,8 +894,6 @@ static tresult process_block(Plugin *pl, ProcessData *d)
     int32_t och = d->outputs[0].numChannels;
     const float *in[RTB_MAX_CH];
     float *o[RTB_MAX_CH];
-    static const float zeros[1] = {0};
-    (void)zeros;
     int have_in = d->numInputs >= 1 && d->inputs && d->inputs[0].buffers &&
                   d->inputs[0].numChannels >= 1;
     int ch = pl->channels;
