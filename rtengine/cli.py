@@ -383,7 +383,7 @@ def _cmd_serve(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     srv = BridgeServer(args.chain, name=args.name, patch_dirs=args.patch_dir,
-                       midi_map=args.midi_map).start()
+                       midi_map=args.midi_map, spin_us=args.spin_us).start()
     print(f"rtengine: bridge server '{args.name}' ready for the rtengine VST3 plugin"
           + (f" (default chain {args.chain})" if args.chain else ""), file=sys.stderr)
     import json
@@ -652,6 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi-map", default=None,
                    help="MIDI map (TOML, as for 'run') for the MIDI that DAW tracks send the "
                         "plugin")
+    p.add_argument("--spin-us", type=int, default=None,
+                   help="how long (us) before a DAW's next block is due each lane waits for "
+                        "it awake rather than asleep (default 200, at most a quarter of the "
+                        "block: a wake-up costs tens of us; 0 saves that CPU)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("vst3", help="build or install the rtengine VST3 plugin")

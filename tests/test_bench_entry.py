@@ -66,12 +66,15 @@ def test_bridge_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "bridge.json").read_text())
     assert set(report["results"]) == {"32", "64", "128", "512"}
+    assert report["settings"]["paced"]
     for n, r in report["results"].items():
-        for side in ("bridge", "in_process"):
+        for side in ("bridge", "bridge_asleep", "in_process"):
             s = r[side]
             assert 0 < s["median_us"] <= s["p99_us"] <= s["max_us"], (n, side)
-        assert r["frames_not_processed_by_engine"] == 0
-        assert r["bridge"]["median_us"] > r["in_process"]["median_us"]
+        for side in ("bridge", "bridge_asleep"):
+            assert r[side]["frames_not_processed_by_engine"] == 0, (n, side)
+            assert r[side]["overhead_p99_us"] == pytest.approx(
+                r[side]["p99_us"] - r["in_process"]["p99_us"])
 
 
 def test_master_quick(tmp_path):

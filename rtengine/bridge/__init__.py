@@ -83,7 +83,7 @@ class BridgeServer:
     that lane unmapped (said in ``errors``), never refused."""
 
     def __init__(self, chain=None, name: str = "default", patch_dirs=(), fade_ms: float = 10.0,
-                 poll_s: float = 0.02, midi_map=None):
+                 poll_s: float = 0.02, midi_map=None, spin_us: int | None = None):
         if isinstance(chain, (list, tuple)):
             chain = Chain.from_list(chain)
         elif chain is not None and not isinstance(chain, Chain):
@@ -100,6 +100,12 @@ class BridgeServer:
         self._s = lib.rtb_server_create(name.encode(), err, ERRLEN)
         if self._s == ffi.NULL:
             raise BridgeError(ffi.string(err).decode())
+        if spin_us is not None:
+            if not 0 <= spin_us <= 10000:
+                lib.rtb_server_destroy(self._s)
+                raise BridgeError(f"spin_us={spin_us}: give 0 (lane threads always sleep) to "
+                                  "10000 microseconds")
+            lib.rtb_server_set_spin(self._s, int(spin_us))
         self.seg = lib.rtb_server_segment(self._s)
         self.lanes: dict[int, _Lane] = {}
         self.errors: list[str] = []

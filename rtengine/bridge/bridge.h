@@ -55,9 +55,12 @@ int32_t rtb_client_process_midi(rtb_client *c, const float *const *in, float *co
                                 const rtb_midi *midi, int32_t nmidi, int32_t timeout_us);
 
 /* Benchmark: nblocks calls of rtb_client_process on the same buffers, the
- * duration of each in us[] (microseconds).  Returns frames the engine processed. */
+ * duration of each in us[] (microseconds).  period_ns > 0 starts call b at
+ * b * period_ns from the first, as a DAW's audio thread is paced; 0 makes the
+ * calls back to back.  Returns frames the engine processed. */
 int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,
-                               int32_t nframes, int32_t nblocks, int32_t timeout_us, float *us);
+                               int32_t nframes, int32_t nblocks, int32_t timeout_us,
+                               int64_t period_ns, float *us);
 
 /* ---- the engine's end --------------------------------------------------------- */
 typedef struct rtb_server rtb_server;
@@ -74,6 +77,11 @@ void rtb_server_heartbeat(rtb_server *s);
 int32_t rtb_server_attach(rtb_server *s, int32_t lane, void *runner, const int32_t *par_index,
                           const uint8_t *par_rt, int32_t nparams, int32_t fade);
 uint32_t rtb_server_swaps_done(rtb_server *s, int32_t lane);
+/* How long (us) before a request is due, one block period after the last, a
+ * lane thread stops sleeping and waits for it awake (and how long after it
+ * gives up), at most a quarter period; 0: always sleep.  Default below. */
+#define RTB_SPIN_DEFAULT_US 200
+void rtb_server_set_spin(rtb_server *s, int32_t us);
 /* Stop the lane thread and free the lane. */
 void rtb_server_detach(rtb_server *s, int32_t lane);
 /* Changes to parameters the lane thread cannot apply itself (designed

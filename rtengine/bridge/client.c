@@ -9,18 +9,11 @@
 #include <sys/stat.h>
 #include "bridge.h"
 #include "shm.h"
+#include "../native/pace.h"
 
 #define RTB_MAX_LATENCY (1 << 20)
-#define RTB_SPIN_NS 60000u            /* spin this long for an answer before sleeping */
+#define RTB_SPIN_MIN_NS 60000u        /* spin at least this long for an answer */
 
-static inline void rtb_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
 
 struct rtb_client {
     rtb_segment *seg;
@@ -37,6 +30,8 @@ struct rtb_client {
     char *chain;                      /* RTB_STATE_MAX: the chain text last sent, sent again
                                          on reconnect */
     int32_t chain_len;
+    int64_t answer_ns;                /* how long answers take (moving average) */
+    double rate;                      /* the sample rate claimed */
     float tmp[RTB_MAX_CH * RTB_MAX_FRAMES];
 };
 
@@ -175,6 +170,7 @@ int32_t rtb_client_claim(rtb_client *c, double sample_rate, int32_t max_block,
     l->owner_pid = c->pid;
     l->epoch = __atomic_load_n(&c->seg->h.epoch, __ATOMIC_ACQUIRE);
     l->sample_rate = sample_rate;
+    c->rate = sample_rate;
     l->max_block = max_block;
     l->channels = channels;
     c->channels = channels;
@@ -376,20 +372,28 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
             rtb_wake(&l->req_seq);
             const uint64_t start = rtb_now_ns();
             const uint64_t end = start + (uint64_t)timeout_us * 1000u;
+            /* a sleep costs a wake-up (tens of us on a VM) on top: wait awake
+             * twice as long as answers take on average, then sleep; but not
+             * past a quarter of the block's duration, when spinning would
+             * take the CPU the engine needs */
+            int64_t spin = 2 * c->answer_ns + 20000;
+            const int64_t quarter = c->rate >= 1000 ? (int64_t)(n * 250000000.0 / c->rate) : 0;
+            if (spin > quarter) spin = quarter;
+            if (spin < (int64_t)RTB_SPIN_MIN_NS) spin = RTB_SPIN_MIN_NS;
             for (;;) {
                 uint32_t resp = __atomic_load_n(&l->resp_seq, __ATOMIC_ACQUIRE);
                 if (resp == req) { answered = 1; break; }
                 uint64_t now = rtb_now_ns();
                 if (now >= end) break;
-                /* the answer usually comes within tens of microseconds: spin that
-                 * long (a sleep and wake-up costs as much again), then sleep */
-                if (now - start < RTB_SPIN_NS) {
+                if ((int64_t)(now - start) < spin) {
                     rtb_pause();
                     continue;
                 }
                 rtb_wait(&l->resp_seq, resp, end - now);
             }
             if (answered) {
+                const int64_t took = (int64_t)(rtb_now_ns() - start);
+                c->answer_ns += (took - c->answer_ns) / 16;
                 for (int32_t ch = 0; ch < nch; ch++)
                     memcpy(out[ch] + off, l->out + ch * RTB_MAX_FRAMES, sizeof(float) * (size_t)n);
                 return n;
@@ -426,10 +430,14 @@ int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *
 }
 
 int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,
-                               int32_t nframes, int32_t nblocks, int32_t timeout_us, float *us)
+                               int32_t nframes, int32_t nblocks, int32_t timeout_us,
+                               int64_t period_ns, float *us)
 {
     int64_t engine = 0;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     for (int32_t b = 0; b < nblocks; b++) {
+        rt_pace(&start, b, period_ns);
         uint64_t t0 = rtb_now_ns();
         engine += rtb_client_process(c, in, out, nframes, NULL, 0, timeout_us);
         us[b] = (float)((double)(rtb_now_ns() - t0) * 1e-3);

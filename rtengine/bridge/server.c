@@ -53,6 +53,7 @@ struct rtb_server {
     char path[256];
     pthread_t beat;
     int32_t beating, stop_beat;
+    int64_t spin_ns;                  /* lanes wait awake this long before a request is due */
     rtb_lane_rt lanes[RTB_MAX_LANES];
 };
 
@@ -82,6 +83,7 @@ rtb_server *rtb_server_create(const char *name, char *err, int32_t errlen)
 {
     rtb_server *s = calloc(1, sizeof *s);
     if (!s) { snprintf(err, (size_t)errlen, "out of memory"); return NULL; }
+    s->spin_ns = RTB_SPIN_DEFAULT_US * 1000;
     if (rtb_segment_name(name, s->path, sizeof s->path)) {
         snprintf(err, (size_t)errlen, "bridge name %s: use letters, digits, '-' and '_'", name);
         free(s);
@@ -298,6 +300,8 @@ static void *rtb_lane_main(void *arg)
      * (read by rtb_server_attach, not here: a plugin told its chain runs may
      * post its first request before this thread gets to run) */
     uint32_t last = lr->first_last;
+    uint64_t prev = 0;                           /* when the last request was seen */
+    int64_t period = 0;                          /* its block's duration */
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);      /* signals go to the control thread */
@@ -311,9 +315,33 @@ static void *rtb_lane_main(void *arg)
     while (!__atomic_load_n(&lr->stop, __ATOMIC_ACQUIRE)) {
         uint32_t req = __atomic_load_n(&l->req_seq, __ATOMIC_ACQUIRE);
         if (req == last) {
+            /* A DAW calls once per audio period.  Woken from the kernel, this
+             * thread would start late by a wake-up (tens of us when its idle
+             * CPU is halted, as on a VM); so it sleeps until `spin` before the
+             * next request is due, one block after the last, and waits for it
+             * awake, until `spin` after.  Requests off that cadence (offline,
+             * stopped) just find it asleep, woken by the futex as ever. */
+            const int64_t spin = __atomic_load_n(&lr->srv->spin_ns, __ATOMIC_RELAXED);
+            const int64_t early = period / 4 < spin ? period / 4 : spin;
+            if (early > 0) {
+                int64_t to_due = (int64_t)(prev + (uint64_t)period - rtb_now_ns());
+                if (to_due > early) {
+                    rtb_wait(&l->req_seq, last, (uint64_t)(to_due - early));
+                    continue;
+                }
+                if (to_due > -early) {
+                    rtb_pause();
+                    continue;
+                }
+            }
             rtb_wait(&l->req_seq, last, 100000000u);
             continue;
         }
+        prev = rtb_now_ns();
+        const int32_t nf = l->nframes;
+        const double rate = l->sample_rate;
+        period = nf >= 1 && nf <= RTB_MAX_FRAMES && rate >= 1000 && rate <= 1e6
+                     ? (int64_t)(1e9 * nf / rate) : 0;
         rtb_serve_one(lr, l);
         last = req;
         __atomic_store_n(&l->resp_seq, req, __ATOMIC_RELEASE);
@@ -353,6 +381,11 @@ int32_t rtb_server_attach(rtb_server *s, int32_t lane, void *runner, const int32
     __atomic_store_n(&lr->pending_map, m, __ATOMIC_RELEASE);
     rt_xfade_post(&lr->x, runner, fade);
     return 0;
+}
+
+void rtb_server_set_spin(rtb_server *s, int32_t us)
+{
+    if (s) __atomic_store_n(&s->spin_ns, (int64_t)(us < 0 ? 0 : us) * 1000, __ATOMIC_RELAXED);
 }
 
 uint32_t rtb_server_swaps_done(rtb_server *s, int32_t lane)

@@ -19,6 +19,16 @@ static inline uint64_t rtb_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A spin-wait hint to the CPU. */
+static inline void rtb_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Sleep while *word == expect, at most timeout_ns (shared futex: works across
  * processes).  Returns when woken, on timeout or on a spurious wake-up. */
 static inline void rtb_wait(uint32_t *word, uint32_t expect, uint64_t timeout_ns)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <time.h>
 #include "runner.h"
+#include "pace.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -234,9 +235,12 @@ int rt_runner_run_on_thread(rt_runner *r, float *io, int32_t stride,
 }
 
 void rt_runner_time_blocks(rt_runner *r, float *io, int32_t stride, int32_t nframes,
-                           int32_t nblocks, float *us)
+                           int32_t nblocks, int64_t period_ns, float *us)
 {
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
     for (int32_t b = 0; b < nblocks; b++) {
+        rt_pace(&start, b, period_ns);
         uint64_t t0 = rt_now_ns();
         rt_runner_process(r, io, stride, nframes);
         us[b] = (float)((double)(rt_now_ns() - t0) * 1e-3);

@@ -81,8 +81,10 @@ int rt_runner_run_on_thread(rt_runner *r, float *io, int32_t stride,
                             int32_t nframes, int32_t nblocks, uint64_t *elapsed_ns);
 
 /* Benchmark: run nblocks blocks of nframes in place on io (the same frames each
- * time), the duration of each in us[] (microseconds). */
+ * time), the duration of each in us[] (microseconds).  period_ns > 0 starts
+ * block b at b * period_ns from the first, as an audio callback is paced;
+ * 0 runs them back to back. */
 void rt_runner_time_blocks(rt_runner *r, float *io, int32_t stride, int32_t nframes,
-                           int32_t nblocks, float *us);
+                           int32_t nblocks, int64_t period_ns, float *us);
 
 #endif
