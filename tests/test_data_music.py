@@ -157,21 +157,26 @@ def test_command_line(fluid, tmp_path):
     assert "piece0000000" in r.stdout
 
 
-def test_splits_are_by_piece_and_test_pieces_alone_use_held_out_instruments():
+def test_splits_are_by_piece_and_held_out_instruments_stay_out_of_training():
     train, valid, test = (set(music.split_seeds(s, 200)) for s in ("train", "valid", "test"))
     assert not (train & valid) and not (train & test) and not (valid & test)
     assert {music.split_of(s) for s in train} == {"train"}
     assert {music.split_of(s) for s in test} == {"test"}
 
-    def held_out_uses(seeds):
+    def uses(seeds, held):
         n = 0
         for seed in seeds:
             for part in music.compose(seed, 20.0).parts:
-                n += part.program in music.HELD_OUT[part.stem]
+                n += part.program in held[part.stem]
         return n
-    assert held_out_uses(list(train)[:150]) == 0
-    assert held_out_uses(list(valid)[:50]) == 0
-    assert held_out_uses(list(test)[:50]) >= 20       # about 1 in 3 parts
+    for stem in music.STEMS:
+        assert not music.HELD_OUT[stem] & music.VALID_HELD_OUT[stem]
+    # every style composes training pieces without either set (200 seeds: all styles)
+    assert uses(list(train)[:200], music.HELD_OUT) == 0
+    assert uses(list(train)[:200], music.VALID_HELD_OUT) == 0
+    assert uses(list(valid)[:50], music.HELD_OUT) == 0
+    assert uses(list(valid)[:50], music.VALID_HELD_OUT) >= 20    # about 1 in 3 parts
+    assert uses(list(test)[:50], music.HELD_OUT) >= 20
     with pytest.raises(ValueError, match="unknown split"):
         music.split_seeds("dev", 3)
 

@@ -18,7 +18,8 @@ Command line::
     python -m rtengine.data.music --split train --hours 20 --jobs 2   # tens of hours: fine
 
 Splits are by piece (seed ranges, :data:`SPLITS`); test pieces also use instruments that
-training and validation pieces never do (:data:`HELD_OUT`).
+training and validation pieces never do (:data:`HELD_OUT`), and validation pieces ones that
+training pieces never do (:data:`VALID_HELD_OUT`).
 """
 from __future__ import annotations
 
@@ -38,13 +39,17 @@ import numpy as np
 
 from . import cache_dir
 
-__all__ = ["STEMS", "SPLITS", "HELD_OUT", "Piece", "compose", "split_of", "split_seeds",
+__all__ = ["STEMS", "SPLITS", "HELD_OUT", "VALID_HELD_OUT", "Piece", "compose", "split_of", "split_seeds",
            "find_soundfont", "render_piece", "render_set", "default_folder", "main"]
 
 STEMS = ("vocals", "drums", "bass", "other")
 
 # Bump when the composer or the renderer changes what a seed sounds like (cache folders use it).
-VERSION = 2
+VERSION = 3
+# The random streams' own version, in their seeds: version 3 changed only which instruments
+# training and validation pieces may pick (VALID_HELD_OUT), so a test piece is the same as in
+# version 2 and test figures stay comparable across the two.
+_STREAM = 2
 
 # Splits by piece: a seed's split is fixed by its range, so a piece is never in two splits.
 SPLITS = {"train": 0, "valid": 1_000_000, "test": 2_000_000}
@@ -58,6 +63,16 @@ HELD_OUT = {
     "bass": frozenset({35, 37}),                # Fretless, Slap Bass 2
     "other": frozenset({46, 26, 21, 28, 94}),   # Harp, Jazz Gt, Accordion, Muted Gt, Halo Pad
 }
+# Instruments that only validation pieces (and test pieces, which may pick anything) use, so
+# that choosing a checkpoint on the validation split rewards what the held-out test measures:
+# sounds never heard in training.  Validation pieces pick one of these with probability 1/2
+# wherever the style offers one.  Disjoint from HELD_OUT.
+VALID_HELD_OUT = {
+    "vocals": frozenset({68, 81}),              # Oboe, Saw Lead
+    "drums": frozenset({40}),                   # Brush kit
+    "bass": frozenset({36, 39}),                # Slap Bass 1, Synth Bass 2
+    "other": frozenset({25, 49, 95, 61, 23}),   # Steel Gt, Slow Strings, Sweep Pad, Brass,
+}                                               # Tango Accordion
 
 # FluidR3 GM (every split) and, for more timbres in training only, MuseScore General (a
 # FluidR3Mono fork with new piano, strings and synths).  default-GM.sf2 is deliberately absent:
@@ -267,7 +282,7 @@ class _Composer:
     def __init__(self, seed: int, seconds: float, attempt: int = 0):
         self.seed = int(seed)
         self.seconds = float(seconds)
-        self.rng = np.random.default_rng([VERSION, 0x6D75, self.seed, attempt])
+        self.rng = np.random.default_rng([_STREAM, 0x6D75, self.seed, attempt])
         self.split = split_of(self.seed)
         rng = self.rng
         names = sorted(STYLES)
@@ -476,14 +491,19 @@ class _Composer:
 
     def choose(self, stem: str, seq):
         """An instrument for ``stem`` from ``seq`` (programs or (program, pattern) pairs):
-        training and validation pieces never get a held-out one; test pieces prefer them."""
-        held = HELD_OUT[stem]
+        training pieces get neither a test nor a validation held-out one; validation pieces
+        prefer their own held-out ones and never get a test one; test pieces prefer theirs."""
         prog = (lambda c: c[0]) if isinstance(seq[0], tuple) else (lambda c: c)
         if self.split == "test":
-            new = [c for c in seq if prog(c) in held]
+            new = [c for c in seq if prog(c) in HELD_OUT[stem]]
             if new and self.rng.random() < 0.5:
                 return _pick(self.rng, new)
             return _pick(self.rng, seq)
+        held = HELD_OUT[stem] | VALID_HELD_OUT[stem]
+        if self.split == "valid":
+            new = [c for c in seq if prog(c) in VALID_HELD_OUT[stem]]
+            if new and self.rng.random() < 0.5:
+                return _pick(self.rng, new)
         kept = [c for c in seq if prog(c) not in held]
         if not kept:
             raise AssertionError(f"every {stem} choice {seq} is held out")
@@ -1060,7 +1080,7 @@ def _new_synth(sample_rate: int, soundfont: str = "fluidr3") -> _Synth:
 def _reverb_ir(piece: Piece, sample_rate: int) -> np.ndarray:
     """A seeded stereo room response (exponentially decaying, darker as it decays)."""
     rv = piece.reverb
-    rng = np.random.default_rng([VERSION, 0x7276, piece.seed])
+    rng = np.random.default_rng([_STREAM, 0x7276, piece.seed])
     n = int(min(rv["rt60"] * 1.1, 3.0) * sample_rate)
     pre = int(rv["predelay"] * sample_rate)
     t = np.arange(n) / sample_rate
@@ -1206,8 +1226,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hours", type=float, default=None,
                     help="render this many hours instead of --n pieces")
     ap.add_argument("--split", choices=tuple(SPLITS), default=None,
-                    help="render that split's pieces (train/valid/test; test pieces also use "
-                         "held-out instruments)")
+                    help="render that split's pieces (train/valid/test; validation and test "
+                         "pieces also use instruments of their own, never in training)")
     ap.add_argument("--jobs", type=int, default=1, help="render in this many processes")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each piece")
     ap.add_argument("--sample-rate", "--sr", type=int, default=44100)
