@@ -330,7 +330,9 @@ static void *rtb_lane_main(void *arg)
                     continue;
                 }
                 if (to_due > -early) {
-                    rtb_pause();
+                    /* a yield, not a bare spin: another lane's thread (same
+                     * real-time priority) waiting for this CPU gets it */
+                    sched_yield();
                     continue;
                 }
             }
