@@ -89,7 +89,8 @@ Latency: the model's algorithmic latency, ``n_fft`` samples (one frame: the cont
 samples and ms; and the ``stems`` stage's declared total at 128-frame blocks (``engine.latency``:
 frame + worker ring + headroom).
 
-Live stream: a private ``jackd --no-realtime -d dummy -r 44100 -p 128``; the ``stems`` chain runs
+Live stream: a private ``jackd --no-realtime -d dummy -r 44100 -p 128`` (``-R``, real-time,
+with ``--realtime``); the ``stems`` chain runs
 in this process as a JACK client (``rtengine.backends.jack.JackBackend``, the code behind
 ``rtengine run``; its worker stage on its own thread), a C player client feeds it the whole
 mixes of the ``--pieces`` test pieces back to back (repeated as needed) for
@@ -640,16 +641,22 @@ def speed_stream(model, audio: np.ndarray) -> tuple[dict, np.ndarray]:
             "load_average": [load0, _load()]}, out
 
 
-def live_stream(model_path: Path, music: np.ndarray, seconds: float, log=print) -> dict:
+def live_stream(model_path: Path, music: np.ndarray, seconds: float, log=print,
+                realtime: bool = False) -> dict:
     """The stems chain as a JACK client of a private dummy server for ``seconds``, fed
-    ``music`` (2, frames) once by a player client."""
+    ``music`` (2, frames) once by a player client.  ``realtime``: the server (and so its
+    clients' audio threads) runs real-time, as on a performer's machine (needs the
+    permission: root, or rtprio for the user)."""
     from rtengine.backends.jack import JackBackend, Peer
     from rtengine.backends.jackd import PrivateJackd
     chain = [{"plugin": "stems", "options": {"model": str(model_path)}}]
     buf = np.ascontiguousarray(music, dtype=np.float32)
-    out = {"server": f"jackd --no-realtime -d dummy -r {SAMPLE_RATE} -p {BLOCK}",
-           "chain": chain, "seconds": seconds}
-    with PrivateJackd(SAMPLE_RATE, BLOCK) as server:
+    out = {"server": f"jackd {'-R' if realtime else '--no-realtime'} -d dummy -r {SAMPLE_RATE} "
+                     f"-p {BLOCK}", "chain": chain, "seconds": seconds}
+    with PrivateJackd(SAMPLE_RATE, BLOCK, realtime=realtime) as server:
+        if realtime:
+            # jackd carries on without real-time scheduling where it is not allowed
+            out["realtime_granted"] = "Cannot use real-time" not in server.output()
         be = JackBackend(chain, 2, "rtengine_stems", server.name)
         player = Peer("player", buf, client_name="player", server=server.name)
         times = []
@@ -918,6 +925,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rtf-seconds", type=float, default=None,
                    help=f"audio for the speed runs (default {FULL_RTF:g}; {QUICK_RTF:g} with "
                         "--quick)")
+    p.add_argument("--realtime", action="store_true",
+                   help="run the live stream's jackd real-time (-R), as a performer's is "
+                        "(default --no-realtime)")
     p.add_argument("--quick", action="store_true",
                    help=f"short run: {QUICK_PIECES} pieces x {QUICK_SECONDS:g} s, "
                         f"{QUICK_STREAM:g} s stream (for tests)")
@@ -1217,7 +1227,8 @@ def run(args: argparse.Namespace) -> int:
               f"period {BLOCK}) ...", flush=True)
         t0 = time.perf_counter()
         try:
-            stream = live_stream(args.model, test_mixes(n_pieces, stream_s + 1.0), stream_s)
+            stream = live_stream(args.model, test_mixes(n_pieces, stream_s + 1.0), stream_s,
+                                 realtime=args.realtime)
         except Exception as exc:
             stream = {"error": error_text(exc), "seconds": stream_s}
             print(f"live stream failed: {stream['error']}")
