@@ -14,7 +14,6 @@
 #define RTB_MAX_LATENCY (1 << 20)
 #define RTB_SPIN_MIN_NS 60000u        /* spin at least this long for an answer */
 
-
 struct rtb_client {
     rtb_segment *seg;
     int fd;
