@@ -39,8 +39,8 @@ import numpy as np
 
 from . import cache_dir
 
-__all__ = ["STEMS", "SPLITS", "HELD_OUT", "VALID_HELD_OUT", "Piece", "compose", "split_of", "split_seeds",
-           "find_soundfont", "render_piece", "render_set", "default_folder", "main"]
+__all__ = ["STEMS", "SPLITS", "HELD_OUT", "VALID_HELD_OUT", "Piece", "compose", "split_of",
+           "split_seeds", "find_soundfont", "render_piece", "render_set", "default_folder", "main"]
 
 STEMS = ("vocals", "drums", "bass", "other")
 
