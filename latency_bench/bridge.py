@@ -5,7 +5,11 @@ a DAW; this process plays the plugin's part with the plugin's own C client
 (rtengine/bridge/client.c), timing each call (host -> plugin -> engine ->
 plugin -> host) in C.  Beside it, in the same run and interleaved round by
 round, the same chain runs in-process through the native runner.  The bridge's
-overhead per block is the difference.  Target (issue 4): at most 20 us.
+overhead is measured two ways: the difference of the two systems' median and
+p99 block times, and, per block, the round trip less the time the server
+itself worked on that block (its lane reports it with each answer), which
+leaves out how the chain's own time varies from one run to another.  Target
+(issue 4): at most 20 us.
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--back-to-back", action="store_true",
                    help="no pause between blocks (default: one block per period, as a DAW calls)")
+    p.add_argument("--spin-us", default="",
+                   help="comma-separated --spin-us values of more servers run side by side "
+                        "(e.g. 500,1000), each reported as bridge_spinN")
     p.add_argument("--quick", action="store_true", help="0.5 s, 2 rounds (for tests)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON report")
 
@@ -61,6 +68,8 @@ def run(args) -> int:
     # the bridge as shipped (lane threads wait awake shortly before a block is
     # due) and with --spin-us 0 (they always sleep), side by side
     systems = {"bridge": None, "bridge_asleep": 0}
+    for v in filter(None, (t.strip() for t in args.spin_us.split(","))):
+        systems[f"bridge_spin{int(v)}"] = int(v)
     names = {k: f"bench{os.getpid()}-{k}" for k in systems}
     servers = {k: _serve(root, names[k], spin) for k, spin in systems.items()}
     report = {"benchmark": "bridge", "machine": {"platform": platform.platform(),
@@ -99,6 +108,7 @@ def run(args) -> int:
             per_round = max(1, int(seconds * RATE / n / rounds))
             period_ns = 0 if args.back_to_back else int(1e9 * n / RATE)
             times = {k: [] for k in (*systems, "in_process")}
+            serve = {k: [] for k in systems}
             missed = {k: 0 for k in systems}
             # each round starts with WARM untimed blocks, for every system alike:
             # the first block after a pause (a stopped transport) finds caches
@@ -107,11 +117,14 @@ def run(args) -> int:
             for _ in range(rounds):
                 for k in systems:
                     us = np.zeros(blocks, np.float32)
+                    sv = np.zeros(blocks, np.float32)
                     got = lib.rtb_client_time_blocks(clients[k]._c, ins, outs, n, blocks,
                                                      100000, period_ns,
-                                                     ffi.cast("float *", us.ctypes.data))
+                                                     ffi.cast("float *", us.ctypes.data),
+                                                     ffi.cast("float *", sv.ctypes.data))
                     missed[k] += blocks * n - int(got)
                     times[k].append(us[WARM:])
+                    serve[k].append(sv[WARM:])
                 us = np.zeros(blocks, np.float32)
                 lib.rt_runner_time_blocks(engine._r, ffi.cast("float *", io.ctypes.data),
                                           io.shape[1], n, blocks, period_ns,
@@ -124,11 +137,21 @@ def run(args) -> int:
                     f"{loc['p99_us']:6.1f} us"]
             for k in systems:
                 over = {q: st[k][q] - loc[q] for q in ("median_us", "p99_us")}
+                # per block: the round trip less the server's own work on that block
+                # (the chain), i.e. what the bridge added to that very block
+                rt, sv = np.concatenate(times[k]), np.concatenate(serve[k])
+                added = rt[sv >= 0] - sv[sv >= 0]
+                tr = ({"blocks": int(added.size), "median_us": float(np.median(added)),
+                       "p99_us": float(np.percentile(added, 99)), "max_us": float(added.max())}
+                      if added.size else None)
                 res[k] = dict(st[k], overhead_median_us=over["median_us"],
-                              overhead_p99_us=over["p99_us"],
+                              overhead_p99_us=over["p99_us"], added_per_block=tr,
+                              server_work=_stats(sv[sv >= 0]) if added.size else None,
                               frames_not_processed_by_engine=missed[k])
                 line.append(f"{k} median {st[k]['median_us']:6.1f} p99 {st[k]['p99_us']:6.1f}"
-                            f" (overhead {over['median_us']:5.1f} / {over['p99_us']:5.1f})")
+                            f" (overhead {over['median_us']:5.1f} / {over['p99_us']:5.1f}")
+                line[-1] += (f"; per block {tr['median_us']:5.1f} / {tr['p99_us']:5.1f})"
+                             if tr else ")")
             report["results"][str(n)] = res
             print(" | ".join(line) + f"  [target overhead {TARGET_US:g} us]", flush=True)
         for c in clients.values():

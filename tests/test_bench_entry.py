@@ -75,6 +75,12 @@ def test_bridge_quick(tmp_path):
             assert r[side]["frames_not_processed_by_engine"] == 0, (n, side)
             assert r[side]["overhead_p99_us"] == pytest.approx(
                 r[side]["p99_us"] - r["in_process"]["p99_us"])
+            # every block answered, and the server's own work on it reported: more than
+            # nothing (the chain ran), less than the whole round trip
+            added, work = r[side]["added_per_block"], r[side]["server_work"]
+            assert added["blocks"] == r[side]["blocks"], (n, side)
+            assert 0 < work["median_us"] < r[side]["median_us"], (n, side)
+            assert 0 < added["median_us"] < r[side]["median_us"], (n, side)
 
 
 def test_master_quick(tmp_path):

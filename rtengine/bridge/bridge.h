@@ -55,12 +55,14 @@ int32_t rtb_client_process_midi(rtb_client *c, const float *const *in, float *co
                                 const rtb_midi *midi, int32_t nmidi, int32_t timeout_us);
 
 /* Benchmark: nblocks calls of rtb_client_process on the same buffers, the
- * duration of each in us[] (microseconds).  period_ns > 0 starts call b at
+ * duration of each in us[] (microseconds) and, when serve_us is not NULL, how
+ * long the server worked on it (its lane's serve_ns; -1 for a block it did not
+ * answer, or one split into several requests).  period_ns > 0 starts call b at
  * b * period_ns from the first, as a DAW's audio thread is paced; 0 makes the
  * calls back to back.  Returns frames the engine processed. */
 int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,
                                int32_t nframes, int32_t nblocks, int32_t timeout_us,
-                               int64_t period_ns, float *us);
+                               int64_t period_ns, float *us, float *serve_us);
 
 /* ---- the engine's end --------------------------------------------------------- */
 typedef struct rtb_server rtb_server;

@@ -430,7 +430,7 @@ int32_t rtb_client_process(rtb_client *c, const float *const *in, float *const *
 
 int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *const *out,
                                int32_t nframes, int32_t nblocks, int32_t timeout_us,
-                               int64_t period_ns, float *us)
+                               int64_t period_ns, float *us, float *serve_us)
 {
     int64_t engine = 0;
     struct timespec start;
@@ -438,8 +438,16 @@ int64_t rtb_client_time_blocks(rtb_client *c, const float *const *in, float *con
     for (int32_t b = 0; b < nblocks; b++) {
         rt_pace(&start, b, period_ns);
         uint64_t t0 = rtb_now_ns();
-        engine += rtb_client_process(c, in, out, nframes, NULL, 0, timeout_us);
+        int32_t got = rtb_client_process(c, in, out, nframes, NULL, 0, timeout_us);
         us[b] = (float)((double)(rtb_now_ns() - t0) * 1e-3);
+        engine += got;
+        if (serve_us) {
+            /* read after the answer's acquire in rtb_client_process */
+            const rtb_lane *l = rtb_client_lane(c);
+            const int32_t ns = l ? l->serve_ns : -1;
+            serve_us[b] = got == nframes && nframes <= RTB_MAX_FRAMES && ns >= 0
+                              ? (float)(ns * 1e-3) : -1.0f;
+        }
     }
     return engine;
 }

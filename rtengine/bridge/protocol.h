@@ -129,7 +129,9 @@ typedef struct rtb_lane {
     uint32_t resp_seq;                /* futex: server sets to req_seq when answered */
     int32_t nframes;
     int32_t nchanges;
-    int32_t reserved2;
+    int32_t serve_ns;                 /* server: how long its work on the last answered
+                                         request took (ns, capped at 1 s), written
+                                         before resp_seq */
     int32_t process_mode;             /* VST3 kRealtime 0, kPrefetch 1, kOffline 2 */
     rtb_change changes[RTB_MAX_CHANGES];
     /* MIDI: a ring apart from the requests, so a request the plugin gave up on

@@ -345,6 +345,8 @@ static void *rtb_lane_main(void *arg)
         period = nf >= 1 && nf <= RTB_MAX_FRAMES && rate >= 1000 && rate <= 1e6
                      ? (int64_t)(1e9 * nf / rate) : 0;
         rtb_serve_one(lr, l);
+        const int64_t took = (int64_t)(rtb_now_ns() - prev);
+        l->serve_ns = (int32_t)(took < 1000000000 ? took : 1000000000);
         last = req;
         __atomic_store_n(&l->resp_seq, req, __ATOMIC_RELEASE);
         rtb_wake(&l->resp_seq);
