@@ -410,6 +410,9 @@ def status(args) -> int:
                       f"{ln['reconnects']} reconnects"
                       + (f", {ln['midi_dropped']} MIDI events dropped"
                          if ln.get("midi_dropped") else ""))
+                if ln.get("last_block_load") is not None:
+                    print(f"    last block: {ln['last_block_work_us']:.0f} us of engine work, "
+                          f"{100 * ln['last_block_load']:.1f}% of the block's duration")
             continue
         print(f"{d['client']} (pid {d['pid']}, server {d['server']}): {d['chain']}, up {up:.0f} s")
         print(f"  {d['sample_rate']} Hz, period {d['period']}, latency {d['latency_samples']} "

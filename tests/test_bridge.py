@@ -443,9 +443,14 @@ def test_rtengine_status_shows_the_bridge_lanes(name, tmp_path):
             assert lane["owner_pid"] == os.getpid() and lane["requests"] >= 40
             assert lane["stages"] == ["eq", "compressor", "limiter"]
             assert lane["latency_samples"] == 90 and lane["late"] == 0
+            # the engine's work on the last block: some, and far less than its 5.3 ms
+            assert 0 < lane["last_block_work_us"] < 0.5 * 1e6 * 256 / SR
+            assert lane["last_block_load"] == pytest.approx(
+                lane["last_block_work_us"] / (1e6 * 256 / SR))
             text = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT,
                                   env=env, capture_output=True, text=True).stdout
             assert f"bridge server '{name}'" in text and "eq -> compressor -> limiter" in text
+            assert "of engine work" in text and "of the block's duration" in text
     finally:
         srv.send_signal(signal.SIGINT)
         srv.wait(10)

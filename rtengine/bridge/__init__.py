@@ -165,6 +165,12 @@ class BridgeServer:
                 continue
             c = lane.counters
             held = self.lanes.get(i)
+            # the lane's work on the last block it answered, and that as a share of the
+            # block's duration (what a DAW's DSP meter shows for the plugin)
+            work_us = max(0, int(lane.serve_ns)) * 1e-3
+            block_us = (1e6 * int(lane.nframes) / float(lane.sample_rate)
+                        if int(c.requests) and 0 < int(lane.nframes) <= lib.RTB_MAX_FRAMES
+                        and float(lane.sample_rate) > 0 else None)
             lanes.append({"lane": i, "owner_pid": int(lane.owner_pid),
                           "running": held is not None,
                           "stages": [st.name for st in held.engine.stages] if held else [],
@@ -174,7 +180,9 @@ class BridgeServer:
                           "rejected": int(c.rejected), "late": int(c.late),
                           "fallback_frames": int(c.fallback_frames),
                           "reconnects": int(c.reconnects),
-                          "midi_dropped": int(c.midi_dropped)})
+                          "midi_dropped": int(c.midi_dropped),
+                          "last_block_work_us": work_us if block_us else None,
+                          "last_block_load": work_us / block_us if block_us else None})
         return {"kind": "bridge", "pid": os.getpid(), "client": f"bridge:{self.name}",
                 "name": self.name, "lanes": lanes, "refused": self.errors[-20:]}
 
