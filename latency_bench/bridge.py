@@ -141,9 +141,7 @@ def run(args) -> int:
                 # (the chain), i.e. what the bridge added to that very block
                 rt, sv = np.concatenate(times[k]), np.concatenate(serve[k])
                 added = rt[sv >= 0] - sv[sv >= 0]
-                tr = ({"blocks": int(added.size), "median_us": float(np.median(added)),
-                       "p99_us": float(np.percentile(added, 99)), "max_us": float(added.max())}
-                      if added.size else None)
+                tr = _stats(added) if added.size else None
                 res[k] = dict(st[k], overhead_median_us=over["median_us"],
                               overhead_p99_us=over["p99_us"], added_per_block=tr,
                               server_work=_stats(sv[sv >= 0]) if added.size else None,
