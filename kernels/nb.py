@@ -729,8 +729,9 @@ def _call3(typingctx, fn, a, b, c):
 
 
 # ---- spectral denoiser (kernels/c/denoise.c) -----------------------------------------
-DN_TAU_S, DN_TAU_P, DN_TAU_D, DN_TAU_DD = 0.05, 0.00497, 0.15596, 0.39600
-DN_EPS, DN_DELTA, DN_XI_MIN, DN_BIAS, DN_Q = 1e-30, 5.0, 0.0031622776601683794, 2.0, 0.2
+DN_TAU_S, DN_TAU_N, DN_TAU_PB, DN_TAU_DD = 0.05, 0.15186, 0.15186, 0.2
+DN_EPS, DN_XI_MIN, DN_BIAS, DN_Q = 1e-30, 0.0031622776601683794, 8.0, 0.2
+DN_XI_H1, DN_P_STUCK = 31.622776601683793, 0.99
 
 
 @njit(cache=True, nogil=True)
@@ -768,8 +769,8 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
                                      bins + 5 * k, bins + 6 * k)
     hop_s = h / st[0]
     a_s = math.exp(-hop_s / DN_TAU_S)
-    a_p = math.exp(-hop_s / DN_TAU_P)
-    a_d = math.exp(-hop_s / DN_TAU_D)
+    a_n = math.exp(-hop_s / DN_TAU_N)
+    a_pb = math.exp(-hop_s / DN_TAU_PB)
     a_dd = math.exp(-hop_s / DN_TAU_DD)
     first = st[5] < 1.0
     half = int(0.5 * adapt_s / hop_s)
@@ -811,10 +812,12 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
                     st[Smin + i] = s
                 if s < st[Stmp + i]:
                     st[Stmp + i] = s
-            present = 1.0 if s > DN_DELTA * st[Smin + i] else 0.0
-            st[P + i] = a_p * st[P + i] + (1.0 - a_p) * present
-            ad = a_d + (1.0 - a_d) * st[P + i]
-            lam = ad * st[lam_ + i] + (1.0 - ad) * p
+            r = p / st[lam_ + i] * (DN_XI_H1 / (1.0 + DN_XI_H1))
+            post = 1.0 / (1.0 + (1.0 + DN_XI_H1) * math.exp(-(r if r < 500.0 else 500.0)))
+            st[P + i] = a_pb * st[P + i] + (1.0 - a_pb) * post
+            if st[P + i] > DN_P_STUCK and post > DN_P_STUCK:
+                post = DN_P_STUCK
+            lam = a_n * st[lam_ + i] + (1.0 - a_n) * ((1.0 - post) * p + post * st[lam_ + i])
             cap = DN_BIAS * st[Smin + i]
             st[lam_ + i] = lam if lam < cap else cap
         if not st[lam_ + i] > DN_EPS:

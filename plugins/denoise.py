@@ -1,8 +1,9 @@
 """``denoise``: streaming noise reduction, in two modes (option ``mode``).
 
 ``spectral`` (default): a native kernel (kernels/c/denoise.c): STFT with 5 ms
-hops (FFTW) under an asymmetric analysis window, MCRA noise tracking that
-follows changing noise, decision-directed MMSE log-spectral-amplitude gains
+hops (FFTW) under an asymmetric analysis window, noise tracking by speech
+presence probability bounded by minimum statistics, so it follows changing
+noise, decision-directed MMSE log-spectral-amplitude gains
 weighted by speech presence, a floor; latency 10 ms.  ``learn`` takes a noise
 print while it is on.
 
@@ -31,7 +32,7 @@ RESAMPLE = ("hq", "lq")
 
 class Denoise(Processor):
     name = "denoise"
-    description = ("Noise reduction: spectral (MCRA noise tracking, MMSE-LSA, 10 ms latency) "
+    description = ("Noise reduction: spectral (SPP noise tracking, MMSE-LSA, 10 ms latency) "
                    "or neural (DeepFilterNet3, worker stage, 48 kHz)")
     kernel = "denoise"
     params = (

@@ -156,19 +156,24 @@ void rtk_lm_feed(double *state, const float *io, int32_t nch, int32_t stride,
 void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
                 int32_t nframes, const float *par, int32_t pstride);
 
-/* ---- spectral denoiser (streaming STFT, MCRA noise tracking, MMSE-LSA) ----
+/* ---- spectral denoiser (streaming STFT, SPP noise tracking, MMSE-LSA) ----
  * Hops of H samples (5 ms), analysis frames of N = 4 H samples under an
  * asymmetric window, synthesis over the frame's last 2 H samples (the two
  * windows multiply to a Hann window of 2 H), so the latency is 2 H (10 ms);
  * FFTW r2c / c2r (plans made off the audio thread by rtk_dn_plan, executed
  * here with the new-array interface).
- * Per frame: the channels' power spectra are summed; MCRA (Cohen and
- * Berdugo 2002) tracks the noise: smoothed power, its minimum over a window
- * of adapt_s (two half windows), speech presence where it exceeds the
- * minimum 5 times, and a noise update weighted by absence.  The a priori
- * SNR is decision-directed (alpha 0.98), the gain MMSE log-spectral
- * amplitude (Ephraim and Malah 1985), raised to `amount` in dB, smoothed
- * over three bins and held above the floor; one gain for every channel.
+ * Per frame: the channels' power spectra are summed; the noise is tracked
+ * by speech presence probability (Gerkmann and Hendriks 2012: the
+ * probability that a bin holds speech at an assumed 15 dB SNR, given the last
+ * estimate, weights the update of the estimate, with a guard against staying
+ * stuck on "speech"), held below 8 times the minimum of the smoothed power
+ * over a window of adapt_s (minimum statistics, two half windows), so a
+ * rising level that is speech cannot pull the estimate up.  The a priori
+ * SNR is decision-directed (time constant 0.2 s), the gain MMSE
+ * log-spectral amplitude (Ephraim and Malah 1985) weighted by speech
+ * presence (OM-LSA, Cohen), raised to `amount` in dB and held above the
+ * floor; the noise estimate the gains use is smoothed over five bins; one
+ * gain for every channel.
  * While `learn` is on every frame counts as noise (a noise print is taken
  * quickly; tracking goes on from it when released).
  * state header:
@@ -179,7 +184,8 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  *   fftw_execute_dft_r2c and _c2r (for the numba twin), [15] reserved
  * then: analysis window (N), synthesis window (2 H), per channel: input (N),
  *       overlap-add (2 H), output (H);
- *       per bin: S, Smin, Stmp, p, noise, previous |gain * X|^2, gain (7 K);
+ *       per bin: S, Smin, Stmp, smoothed presence, noise, previous
+ *       |gain * X|^2, gain (7 K);
  *       scratch: frame (N), spectra (nch * 2 K), power (K).
  * par: 0 amount (0..1), 1 floor_db, 2 adapt_s, 3 learn (0/1) */
 #define RTK_DN_HDR 16
