@@ -290,6 +290,30 @@ def test_training_equaliser_is_bounded_and_keeps_the_mix_the_sum_of_its_stems(tm
         assert bool(torch.isfinite(stems).all()) and float(stems.abs().max()) > 0
         np.testing.assert_array_equal(mix.numpy(), stems.sum(dim=1).numpy())
 
+def test_training_speed_change_moves_the_pitch_and_keeps_the_mix_the_sum_of_its_stems():
+    torch = pytest.importorskip("torch")
+    from rtengine.stems import train
+    rate = 44100
+    tone = np.sin(2 * np.pi * 441.0 * np.arange(rate * 4) / rate)
+    pieces = train.Pieces.__new__(train.Pieces)
+    pieces.by_rate = {rate: [np.stack([tone] * len(train.STEMS)).astype(np.float16)]}
+    mix, stems = pieces.batch(np.random.default_rng(3), 8, 64, remix=0.0, shift=1.0,
+                              shift_st=3.0)
+    np.testing.assert_array_equal(mix.numpy(), stems.sum(dim=1).numpy())
+    x = stems.numpy()
+    n = x.shape[-1]
+    peaks = []
+    for b in range(x.shape[0]):
+        f = [np.argmax(np.abs(np.fft.rfft(x[b, s] * np.hanning(n)))) * rate / n
+             for s in range(x.shape[1])]
+        assert max(f) - min(f) < 3.0          # one piece: every stem at the same speed
+        peaks.append(f[0])
+    peaks = np.array(peaks)
+    assert peaks.min() > 441.0 * 2 ** (-3 / 12) - 3.0 and peaks.max() < 441.0 * 2 ** (3 / 12) + 3.0
+    assert np.abs(peaks - 441.0).max() > 10.0, peaks      # and it does move the pitch
+    assert bool(torch.isfinite(stems).all())
+
+
 # ------------------------------------------------------------------------- live (JACK)
 def test_separated_stems_are_their_own_jack_ports(tmp_path):
     """`rtengine run` with an 8-channel separated chain on a real (dummy) JACK server: eight

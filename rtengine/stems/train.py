@@ -119,12 +119,17 @@ class Pieces:
         return sum(p.shape[1] / r for r, v in self.by_rate.items() for p in v)
 
     def batch(self, rng: np.random.Generator, batch: int, frames: int, remix: float = 0.5,
-              eq: float = 0.0, eq_db: float = 6.0):
+              eq: float = 0.0, eq_db: float = 6.0, shift: float = 0.0,
+              shift_st: float = 3.0):
         """(mix (B, L), stems (B, S, L)) with L = HOP * (frames - 1) + N_FFT.
 
         With ``eq`` > 0, that share of the stems goes through a random smooth equaliser (up
         to +-``eq_db`` at eight octave-spaced points), so the network meets more timbres
-        than the SoundFonts have; the mixture is still the exact sum of the stems."""
+        than the SoundFonts have.  With ``shift`` > 0, that share of the examples is played
+        faster or slower (up to +-``shift_st`` semitones: pitch, formants and tempo move
+        together, so an instrument sounds like another of its size), the whole example when
+        its stems come from one piece, each stem on its own otherwise.  The mixture is
+        always the exact sum of the stems."""
         rates = sorted(self.by_rate)
         sizes = np.array([len(self.by_rate[r]) for r in rates], dtype=float)
         rate = rates[int(rng.choice(len(rates), p=sizes / sizes.sum()))]
@@ -135,11 +140,18 @@ class Pieces:
             same = rng.random() >= remix
             base = int(rng.integers(len(pool)))
             start = None
+            ratio = _speed(rng, shift, shift_st)
             for s in range(len(STEMS)):
                 piece = pool[base] if same else pool[int(rng.integers(len(pool)))]
+                if not same:
+                    ratio = _speed(rng, shift, shift_st)
+                span = n if ratio == 1.0 else int(math.ceil((n - 1) * ratio)) + 1
                 if start is None or not same:
-                    start = int(rng.integers(max(1, piece.shape[1] - n)))
-                seg = piece[s, start:start + n].astype(np.float32)
+                    start = int(rng.integers(max(1, piece.shape[1] - span)))
+                seg = piece[s, start:start + span].astype(np.float32)
+                if ratio != 1.0:
+                    seg = np.interp(np.arange(n) * ratio, np.arange(seg.size), seg,
+                                    right=0.0).astype(np.float32)
                 gain = 1.0 if same else 10 ** (rng.uniform(-8, 4) / 20)
                 if not same and rng.random() < 0.08:
                     gain = 0.0                   # a stem that is silent for a while
@@ -150,6 +162,13 @@ class Pieces:
             out[b] *= level
         stems = torch.from_numpy(out)
         return stems.sum(dim=1), stems
+
+
+def _speed(rng: np.random.Generator, share: float, semitones: float) -> float:
+    """A playback speed ratio: 1 or, with probability ``share``, up to +-``semitones``."""
+    if share <= 0.0 or rng.random() >= share:
+        return 1.0
+    return float(2.0 ** (rng.uniform(-semitones, semitones) / 12.0))
 
 
 EQ_POINTS_HZ = 62.5 * 2.0 ** np.arange(8)          # 62.5 Hz .. 8 kHz, an octave apart
@@ -233,7 +252,8 @@ def validate(model: StemNet, data: Pieces, seconds: float = 12.0) -> dict:
 # ----------------------------------------------------------------------------- training
 def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads: int,
         batch: int, frames: int, lr: float, seed: int, init: Path | None = None,
-        eq: float = 0.0, eq_db: float = 6.0) -> int:
+        eq: float = 0.0, eq_db: float = 6.0, shift: float = 0.0,
+        shift_st: float = 3.0) -> int:
     """Train until ``minutes`` of training time (counted over resumes) have passed.  Resumes
     from OUT/last.pt; otherwise starts from the weights file ``init`` (see :func:`export`:
     the shipped model's weights, so a new session goes on where the last one stopped) or
@@ -250,7 +270,8 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
     train, valid = Pieces(train_dirs), Pieces(valid_dirs)
     say(f"train: {len(train)} pieces, {train.seconds() / 3600:.2f} h at "
         f"{sorted(train.by_rate)} Hz from {', '.join(map(str, train_dirs))}; valid: "
-        f"{len(valid)} pieces; equaliser on {eq:.0%} of the stems (+-{eq_db:g} dB)")
+        f"{len(valid)} pieces; equaliser on {eq:.0%} of the stems (+-{eq_db:g} dB); "
+        f"speed changed on {shift:.0%} of the examples (+-{shift_st:g} semitones)")
     model = StemNet(hidden=hidden)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     state = {"step": 0, "elapsed": 0.0, "best": -1e9, "seed": seed, "hidden": hidden,
@@ -287,7 +308,8 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
                     * 0.97 + 0.03)
         for g in opt.param_groups:
             g["lr"] = cur
-        mix, stems = train.batch(rng, batch, frames, eq=eq, eq_db=eq_db)
+        mix, stems = train.batch(rng, batch, frames, eq=eq, eq_db=eq_db, shift=shift,
+                                 shift_st=shift_st)
         loss = loss_fn(model, mix, stems)
         opt.zero_grad()
         loss.backward()
@@ -417,6 +439,10 @@ def main(argv=None) -> int:
     f.add_argument("--eq", type=float, default=0.0,
                    help="share of training stems through a random equaliser (default 0)")
     f.add_argument("--eq-db", type=float, default=6.0, help="its largest boost or cut (dB)")
+    f.add_argument("--shift", type=float, default=0.0,
+                   help="share of training examples played faster or slower (default 0)")
+    f.add_argument("--shift-st", type=float, default=3.0,
+                   help="their largest change of pitch (semitones)")
     f.add_argument("--init", type=Path, default=None,
                    help="start from this weights file (export --weights), e.g. "
                         "training/stems-gru.weights.pt")
@@ -436,7 +462,7 @@ def main(argv=None) -> int:
         valid = args.valid or sorted(root.glob(f"v{music.VERSION}-*/valid"))
         return fit(args.out, args.minutes, train, valid, args.hidden, args.threads,
                    args.batch, args.frames, args.lr, args.seed, args.init, args.eq,
-                   args.eq_db)
+                   args.eq_db, args.shift, args.shift_st)
     print(json.dumps(export(args.ckpt, args.dest, weights=args.weights), indent=1))
     return 0
 
