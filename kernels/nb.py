@@ -730,7 +730,7 @@ def _call3(typingctx, fn, a, b, c):
 
 # ---- spectral denoiser (kernels/c/denoise.c) -----------------------------------------
 DN_TAU_S, DN_TAU_N, DN_TAU_PB, DN_TAU_DD = 0.05, 0.15186, 0.15186, 0.2
-DN_EPS, DN_XI_MIN, DN_BIAS, DN_Q = 1e-30, 0.0031622776601683794, 8.0, 0.2
+DN_EPS, DN_XI_MIN, DN_BIAS, DN_LIFT, DN_Q = 1e-30, 0.0031622776601683794, 8.0, 1.5, 0.2
 DN_XI_H1, DN_P_STUCK = 31.622776601683793, 0.99
 
 
@@ -819,7 +819,8 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
                 post = DN_P_STUCK
             lam = a_n * st[lam_ + i] + (1.0 - a_n) * ((1.0 - post) * p + post * st[lam_ + i])
             cap = DN_BIAS * st[Smin + i]
-            st[lam_ + i] = lam if lam < cap else cap
+            lift = DN_LIFT * st[Smin + i]
+            st[lam_ + i] = (lam if lam > lift else lift) if lam < cap else cap
         if not st[lam_ + i] > DN_EPS:
             st[lam_ + i] = DN_EPS
     for i in range(k):                        # smoothed estimate, in the frame buffer

@@ -21,6 +21,7 @@
 #define XI_MIN 0.0031622776601683794      /* a priori SNR floor, -25 dB */
 #define LN10_20 0.11512925464970229
 #define BIAS 8.0               /* cap on the noise estimate: BIAS x the tracked minimum */
+#define LIFT 1.5               /* and its floor: LIFT x the minimum (a rise is followed) */
 #define Q_ABSENT 0.2           /* a priori probability of speech absence (gain) */
 #define XI_H1 31.622776601683793          /* SNR assumed where speech is present, 15 dB */
 #define P_STUCK 0.99           /* presence above this for long is capped (never stuck) */
@@ -161,8 +162,8 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
             if (v->p[i] > P_STUCK && post > P_STUCK) post = P_STUCK;
             double expect = (1.0 - post) * pw[i] + post * v->lam[i];
             double lam = a_n * v->lam[i] + (1.0 - a_n) * expect;
-            double cap = BIAS * v->Smin[i];           /* never far above the minimum */
-            v->lam[i] = lam < cap ? lam : cap;
+            double cap = BIAS * v->Smin[i], lift = LIFT * v->Smin[i];
+            v->lam[i] = lam < cap ? (lam > lift ? lam : lift) : cap;
         }
         if (!(v->lam[i] > EPS)) v->lam[i] = EPS;
     }

@@ -166,9 +166,10 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  * by speech presence probability (Gerkmann and Hendriks 2012: the
  * probability that a bin holds speech at an assumed 15 dB SNR, given the last
  * estimate, weights the update of the estimate, with a guard against staying
- * stuck on "speech"), held below 8 times the minimum of the smoothed power
- * over a window of adapt_s (minimum statistics, two half windows), so a
- * rising level that is speech cannot pull the estimate up.  The a priori
+ * stuck on "speech"), held between 1.5 and 8 times the minimum of the
+ * smoothed power over a window of adapt_s (minimum statistics, two half
+ * windows): speech cannot pull the estimate far up, and a noise that rises
+ * by more than the presence test lets through is followed within adapt_s.  The a priori
  * SNR is decision-directed (time constant 0.2 s), the gain MMSE
  * log-spectral amplitude (Ephraim and Malah 1985) weighted by speech
  * presence (OM-LSA, Cohen), raised to `amount` in dB and held above the
