@@ -181,6 +181,42 @@ def test_splits_are_by_piece_and_held_out_instruments_stay_out_of_training():
         music.split_seeds("dev", 3)
 
 
+
+def test_training_pieces_meet_more_timbres_and_only_they_do():
+    """Version 4: a training piece's part may take an instrument of TRAIN_TIMBRES (a stem is
+    its role), none of them held out in any stem; validation and test pieces keep their styles'
+    instruments, so their pieces are those of version 3."""
+    melodic_held = set().union(*(music.HELD_OUT[s] | music.VALID_HELD_OUT[s]
+                                 for s in music.STEMS if s != "drums"))
+
+    def styled(part, style) -> bool:
+        cfg = music.STYLES[style]
+        table = {"drums": cfg["kits"], "bass": cfg["bass"],
+                 "other": tuple(c[0] for c in cfg["other"]),
+                 "vocals": cfg["leads"] + music.VOICES}[part.stem]
+        return part.program in table
+
+    extra, parts, bass = 0, 0, set()
+    for seed in music.split_seeds("train", 120):
+        piece = music.compose(seed, 20.0)
+        for part in piece.parts:
+            parts += 1
+            held = music.HELD_OUT[part.stem] | music.VALID_HELD_OUT[part.stem]
+            assert part.program not in held, (seed, part.stem, part.program)
+            if not styled(part, piece.style):
+                assert part.program in music.TRAIN_TIMBRES[part.stem]
+                assert part.program not in melodic_held     # not even in another stem
+                extra += 1
+            if part.stem == "bass":
+                bass.add(part.program)
+    assert 0.15 * parts < extra < 0.45 * parts
+    assert len(bass) >= 10                  # the styles alone offer 6 training basses
+    for split in ("valid", "test"):
+        for seed in music.split_seeds(split, 40):
+            piece = music.compose(seed, 20.0)
+            assert all(styled(part, piece.style) for part in piece.parts), seed
+
+
 def test_command_line_renders_a_split_by_hours_in_parallel(fluid, tmp_path):
     r = subprocess.run([sys.executable, "-m", "rtengine.data.music", "--split", "test",
                         "--hours", str(3.0 / 3600), "--seconds", "1.5", "--jobs", "2",

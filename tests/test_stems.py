@@ -268,6 +268,36 @@ def test_export_matches_pytorch_within_1e4(tmp_path):
 
 
 
+
+def test_a_local_head_starts_from_the_network_it_is_added_to_and_exports(tmp_path):
+    torch = pytest.importorskip("torch")
+    from rtengine.stems import train
+    torch.manual_seed(0)
+    base = train.StemNet(hidden=48)
+    net = train.StemNet(hidden=48, local=8)
+    missing, unexpected = net.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("local.") for k in missing)
+    mag = torch.rand(2, 30, train.BINS) * 3
+    with torch.no_grad():
+        a, _ = base(mag, base.zero_state(2))
+        b, _ = net(mag, net.zero_state(2))
+    assert float((a - b).abs().max()) == 0.0          # the head's last layer starts at zero
+    # once trained it changes the masks, which still sum to one per bin
+    torch.nn.init.normal_(net.local.out.weight, std=0.1)
+    with torch.no_grad():
+        c, _ = net(mag, net.zero_state(2))
+    assert float((c - a).abs().max()) > 1e-3
+    assert float((c.sum(dim=2) - 1).abs().max()) < 1e-5
+    # frozen base: only the head's parameters are left to train
+    assert {id(p) for p in net.base_parameters()}.isdisjoint(
+        id(p) for p in net.local.parameters())
+    ck = tmp_path / "local.pt"
+    torch.save({"model": net.state_dict(), "state": {"hidden": 48, "local": 8}}, ck)
+    figures = train.export(ck, tmp_path / "local.onnx")
+    assert figures["whole_vs_torch"] < 1e-4 and figures["stream_vs_torch"] < 1e-4
+    contract.check_model(tmp_path / "local.onnx")
+
+
 def test_training_equaliser_is_bounded_and_keeps_the_mix_the_sum_of_its_stems(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("fluidsynth")

@@ -45,10 +45,11 @@ __all__ = ["STEMS", "SPLITS", "HELD_OUT", "VALID_HELD_OUT", "Piece", "compose", 
 STEMS = ("vocals", "drums", "bass", "other")
 
 # Bump when the composer or the renderer changes what a seed sounds like (cache folders use it).
-VERSION = 3
+VERSION = 4
 # The random streams' own version, in their seeds: version 3 changed only which instruments
-# training and validation pieces may pick (VALID_HELD_OUT), so a test piece is the same as in
-# version 2 and test figures stay comparable across the two.
+# training and validation pieces may pick (VALID_HELD_OUT), version 4 only training pieces
+# (TRAIN_TIMBRES), so a test piece is the same as in version 2 and test figures stay
+# comparable across the three; a validation piece is the same as in version 3.
 _STREAM = 2
 
 # Splits by piece: a seed's split is fixed by its range, so a piece is never in two splits.
@@ -73,6 +74,25 @@ VALID_HELD_OUT = {
     "bass": frozenset({36, 39}),                # Slap Bass 1, Synth Bass 2
     "other": frozenset({25, 49, 95, 61, 23}),   # Steel Gt, Slow Strings, Sweep Pad, Brass,
 }                                               # Tango Accordion
+# More timbres for training pieces only: a part is a stem by its role in the piece (the lowest
+# line is the bass, the tune over the chords the lead), not by its instrument, and a network
+# that heard only the few GM basses of the styles learns the instruments instead of the roles.
+# So a training piece's part takes, with probability TRAIN_TIMBRES_P, an instrument of this
+# list instead of its style's (for ``other`` the style's pattern is kept; a lead sung on a
+# vocal patch, VOICES, keeps it).  None of them is held out for validation or test in any
+# stem, and none is a vocal patch.
+TRAIN_TIMBRES_P = 0.4
+TRAIN_TIMBRES = {
+    "vocals": (40, 41, 56, 57, 60, 64, 65, 66, 69, 72, 73, 74, 75, 78, 79, 80, 82, 83, 84, 85,
+               11, 13, 104, 105, 109, 110, 111),
+    "bass": (32, 33, 34, 38, 42, 43, 58, 70, 67, 87, 0, 16, 19, 80, 84),
+    "other": (0, 2, 3, 5, 6, 8, 9, 10, 12, 14, 16, 17, 18, 19, 20, 24, 27, 29, 30, 40, 41, 42,
+              44, 45, 48, 50, 56, 57, 60, 62, 64, 65, 66, 69, 70, 73, 88, 89, 90, 91, 92, 104,
+              105, 107),
+}
+_MELODIC_HELD = frozenset().union(*(HELD_OUT[s] | VALID_HELD_OUT[s] for s in STEMS
+                                    if s != "drums"))
+assert not _MELODIC_HELD & frozenset().union(*TRAIN_TIMBRES.values())
 
 # FluidR3 GM (every split) and, for more timbres in training only, MuseScore General (a
 # FluidR3Mono fork with new piano, strings and synths).  default-GM.sf2 is deliberately absent:
@@ -112,6 +132,7 @@ PROGRESSIONS = {
 BLUES = (0, 0, 0, 0, 3, 3, 0, 0, 4, 3, 0, 4)
 
 VOICES = (52, 53, 54)           # Choir Aahs, Voice Oohs, Synth Voice
+assert not frozenset(VOICES) & frozenset().union(*TRAIN_TIMBRES.values())
 LEAD_CENTER = {52: 65, 53: 65, 54: 67, 11: 72, 22: 67, 29: 64, 30: 64, 40: 72, 56: 69,
                57: 58, 59: 69, 62: 67, 65: 67, 66: 60, 68: 72, 71: 67, 73: 76, 75: 74, 80: 72,
                81: 69, 82: 72, 83: 72, 85: 67, 110: 72}
@@ -507,7 +528,12 @@ class _Composer:
         kept = [c for c in seq if prog(c) not in held]
         if not kept:
             raise AssertionError(f"every {stem} choice {seq} is held out")
-        return _pick(self.rng, kept)
+        choice = _pick(self.rng, kept)
+        if self.split == "train" and stem in TRAIN_TIMBRES and seq is not VOICES and \
+                self.rng.random() < TRAIN_TIMBRES_P:
+            extra = _pick(self.rng, TRAIN_TIMBRES[stem])
+            choice = (extra, choice[1]) if isinstance(choice, tuple) else extra
+        return choice
 
     def drums(self) -> Part:
         rng, cfg = self.rng, self.cfg

@@ -44,6 +44,39 @@ BINS = N_FFT // 2 + 1
 STEMS = music.STEMS
 
 
+class LocalHead(nn.Module):
+    """A correction of the decoder's logits from the spectrum's local shape: convolutions
+    along frequency only (no state: each frame on its own), the same weights at every bin,
+    so a harmonic comb, a formant or a drum's broadband onset is recognised wherever it lies
+    (the linear decoder learns each bin on its own, and so each instrument's range).  It sees
+    the features, the decoder's logits and a few channels of the GRU output (the context in
+    time), and its last layer starts at zero: added to a trained network it starts from that
+    network's masks."""
+
+    def __init__(self, hidden: int, stems: int, channels: int):
+        super().__init__()
+        c = channels
+        self.conv = nn.ModuleList([nn.Conv1d(1, c, 7, padding=3),
+                                   nn.Conv1d(c, c, 7, padding=6, dilation=2),
+                                   nn.Conv1d(c, c, 7, padding=12, dilation=4)])
+        self.ctx = nn.Linear(hidden, c)
+        self.mix = nn.Conv1d(c + stems + c, 2 * c, 1)
+        self.out = nn.Conv1d(2 * c, stems, 5, padding=2)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """x (B, T, F) features, y (B, T, H) GRU output, logits (B, T, S, F) -> (B, T, S, F)."""
+        b, t, f = x.shape
+        z = x.reshape(b * t, 1, f)
+        for conv in self.conv:
+            z = torch.relu(conv(z))
+        ctx = self.ctx(y).reshape(b * t, -1, 1).expand(-1, -1, f)
+        z = torch.cat([z, logits.reshape(b * t, -1, f), ctx], dim=1)
+        z = self.out(torch.relu(self.mix(z)))
+        return logits + z.reshape(b, t, -1, f)
+
+
 class StemNet(nn.Module):
     """Causal mask network; ``forward(mag, h) -> (masks, h_out)``.
 
@@ -51,10 +84,11 @@ class StemNet(nn.Module):
     masks: (batch, frames, stems, bins), each bin's masks sum to one.  The decoder sees the
     GRU output and the input features (all bins: fine spectral detail and harmonic patterns).
     (A cheaper decoder with only a per-bin skip of the input learnt far slower: 1.4 dB
-    validation SDR after 670 steps against 2.8 dB after 470.)"""
+    validation SDR after 670 steps against 2.8 dB after 470.)  With ``local`` > 0 a
+    :class:`LocalHead` of that many channels corrects the decoder's logits."""
 
     def __init__(self, bins: int = BINS, hidden: int = 320, layers: int = 2,
-                 stems: int = len(STEMS)):
+                 stems: int = len(STEMS), local: int = 0):
         super().__init__()
         self.bins, self.hidden, self.layers, self.stems = bins, hidden, layers, stems
         self.register_buffer("mean", torch.zeros(bins))
@@ -62,18 +96,31 @@ class StemNet(nn.Module):
         self.enc = nn.Linear(bins, hidden)
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.dec = nn.Linear(hidden + bins, stems * bins)
+        self.local = LocalHead(hidden, stems, local) if local > 0 else None
 
     def features(self, mag: torch.Tensor) -> torch.Tensor:
         return (torch.log(mag * mag + 1e-10) - self.mean) * self.inv_std
 
-    def forward(self, mag: torch.Tensor, h: torch.Tensor):
+    def base(self, mag: torch.Tensor, h: torch.Tensor):
+        """The network without its local head: (features, GRU output, logits (B, T, S, F),
+        h_out)."""
         x = self.features(mag)
         e = torch.relu(self.enc(x))
         y, h_out = self.gru(e, h)
         logits = self.dec(torch.cat([y, x], dim=-1))
         b, t = mag.shape[0], mag.shape[1]
-        masks = torch.softmax(logits.view(b, t, self.stems, self.bins), dim=2)
+        return x, y, logits.view(b, t, self.stems, self.bins), h_out
+
+    def forward(self, mag: torch.Tensor, h: torch.Tensor):
+        x, y, logits, h_out = self.base(mag, h)
+        if self.local is not None:
+            logits = self.local(x, y, logits)
+        masks = torch.softmax(logits, dim=2)
         return masks, h_out
+
+    def base_parameters(self):
+        """The parameters of the network without its local head."""
+        return [p for n, p in self.named_parameters() if not n.startswith("local.")]
 
     def zero_state(self, batch: int = 1) -> torch.Tensor:
         return torch.zeros(self.layers, batch, self.hidden)
@@ -192,11 +239,22 @@ def fit_normaliser(model: StemNet, data: Pieces, rng) -> None:
         model.inv_std.copy_(1.0 / (f.std(dim=0) + 1e-3))
 
 
-def loss_fn(model: StemNet, mix: torch.Tensor, stems: torch.Tensor) -> torch.Tensor:
+def loss_fn(model: StemNet, mix: torch.Tensor, stems: torch.Tensor,
+            frames: np.ndarray | None = None) -> torch.Tensor:
+    """With ``frames`` (indices), the loss of those frames only, the network's base run
+    without gradients: for training a local head alone, which works frame by frame, so a
+    share of the frames gives the same expected gradient for a share of the cost."""
     b, s, n = stems.shape
     X = stft(mix)                                           # (B, T, F)
     S = stft(stems.reshape(b * s, n)).reshape(b, s, X.shape[1], BINS).transpose(1, 2)
-    masks, _ = model(X.abs(), model.zero_state(b))          # (B, T, S, F)
+    if frames is None:
+        masks, _ = model(X.abs(), model.zero_state(b))      # (B, T, S, F)
+    else:
+        idx = torch.from_numpy(np.asarray(frames, dtype=np.int64))
+        with torch.no_grad():
+            x, y, logits, _ = model.base(X.abs(), model.zero_state(b))
+        X, S = X[:, idx], S[:, idx]
+        masks = torch.softmax(model.local(x[:, idx], y[:, idx], logits[:, idx]), dim=2)
     est = masks * X.abs().unsqueeze(2)
     c = 0.3
     mag = (est + 1e-8) ** c - (S.abs() + 1e-8) ** c
@@ -253,11 +311,15 @@ def validate(model: StemNet, data: Pieces, seconds: float = 12.0) -> dict:
 def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads: int,
         batch: int, frames: int, lr: float, seed: int, init: Path | None = None,
         eq: float = 0.0, eq_db: float = 6.0, shift: float = 0.0,
-        shift_st: float = 3.0) -> int:
+        shift_st: float = 3.0, local: int = 0, freeze_base: bool = False,
+        head_frames: int = 64) -> int:
     """Train until ``minutes`` of training time (counted over resumes) have passed.  Resumes
     from OUT/last.pt; otherwise starts from the weights file ``init`` (see :func:`export`:
-    the shipped model's weights, so a new session goes on where the last one stopped) or
-    from scratch."""
+    the shipped model's weights, so a new session goes on where the last one stopped; the
+    budget then counts from the weights' own training time) or from scratch.  ``local`` >
+    0 adds a :class:`LocalHead` of that many channels (new, when the weights have none: the
+    budget then counts from zero); ``freeze_base`` trains that head alone, on
+    ``head_frames`` random frames of each example (see :func:`loss_fn`)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     log = open(out / "train.log", "a", buffering=1)
@@ -272,28 +334,45 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
         f"{sorted(train.by_rate)} Hz from {', '.join(map(str, train_dirs))}; valid: "
         f"{len(valid)} pieces; equaliser on {eq:.0%} of the stems (+-{eq_db:g} dB); "
         f"speed changed on {shift:.0%} of the examples (+-{shift_st:g} semitones)")
-    model = StemNet(hidden=hidden)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    def optimiser(model: StemNet) -> torch.optim.Optimizer:
+        for p in model.base_parameters():
+            p.requires_grad_(not freeze_base)
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    model = StemNet(hidden=hidden, local=local)
     state = {"step": 0, "elapsed": 0.0, "best": -1e9, "seed": seed, "hidden": hidden,
-             "history": []}
+             "local": local, "history": []}
     last = out / "last.pt"
     if last.is_file():
         ck = torch.load(last, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
         state = ck["state"]
+        model = StemNet(hidden=state["hidden"], local=state.get("local", 0))
+        model.load_state_dict(ck["model"])
+        opt = optimiser(model)
+        opt.load_state_dict(ck["opt"])
         say(f"resumed at step {state['step']} ({state['elapsed'] / 60:.1f} min)")
     elif init is not None:
         ck = torch.load(init, weights_only=False)
-        model = StemNet(hidden=ck["state"]["hidden"])
-        model.load_state_dict(ck["model"])
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        state = dict(ck["state"], best=-1e9)
+        had = ck["state"].get("local", 0)
+        model = StemNet(hidden=ck["state"]["hidden"], local=local or had)
+        missing, unexpected = model.load_state_dict(ck["model"], strict=False)
+        if unexpected or any(not k.startswith("local.") for k in missing) or (
+                missing and had):
+            raise ValueError(f"{init}: its weights do not fit the network (missing "
+                             f"{missing}, unexpected {unexpected})")
+        opt = optimiser(model)
+        state = dict(ck["state"], best=-1e9, local=local or had)
         state.setdefault("history", [])
+        if missing:                       # a new head: its own time budget from zero
+            state["base_elapsed"], state["elapsed"] = state.get("elapsed", 0.0), 0.0
         say(f"started from {init}: step {state.get('step', 0)} "
-            f"({state.get('elapsed', 0.0) / 60:.1f} min)")
+            f"({ck['state'].get('elapsed', 0.0) / 60:.1f} min)"
+            + (f"; a new local head of {local} channels" if missing else ""))
     else:
         fit_normaliser(model, train, np.random.default_rng(seed + 1))
+        opt = optimiser(model)
+    say(f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} parameters "
+        f"trained of {sum(p.numel() for p in model.parameters())}")
     rng = np.random.default_rng([seed, state["step"]])
     budget = minutes * 60.0
     t_start, elapsed0 = time.perf_counter(), state["elapsed"]
@@ -310,10 +389,13 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
             g["lr"] = cur
         mix, stems = train.batch(rng, batch, frames, eq=eq, eq_db=eq_db, shift=shift,
                                  shift_st=shift_st)
-        loss = loss_fn(model, mix, stems)
+        pick = None
+        if freeze_base and model.local is not None and 0 < head_frames < frames:
+            pick = np.sort(rng.choice(frames, head_frames, replace=False))
+        loss = loss_fn(model, mix, stems, pick)
         opt.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
         opt.step()
         state["step"] += 1
         value = loss.item()
@@ -359,7 +441,7 @@ def _checkpoint(model, opt, state, valid, out: Path, say) -> None:
 # ----------------------------------------------------------------------------- export
 def load(ckpt: Path) -> StemNet:
     ck = torch.load(ckpt, weights_only=False)
-    model = StemNet(hidden=ck["state"]["hidden"])
+    model = StemNet(hidden=ck["state"]["hidden"], local=ck["state"].get("local", 0))
     model.load_state_dict(ck["model"])
     return model.eval()
 
@@ -446,6 +528,14 @@ def main(argv=None) -> int:
     f.add_argument("--init", type=Path, default=None,
                    help="start from this weights file (export --weights), e.g. "
                         "training/stems-gru.weights.pt")
+    f.add_argument("--local", type=int, default=0,
+                   help="channels of a local head (convolutions along frequency) on the "
+                        "decoder (default 0: none; new when the --init weights have none)")
+    f.add_argument("--freeze-base", action="store_true",
+                   help="train the local head alone, the rest of the network fixed")
+    f.add_argument("--head-frames", type=int, default=64,
+                   help="with --freeze-base: frames of each example the head learns from "
+                        "(default 64)")
     e = sub.add_parser("export", help="checkpoint -> ONNX (checked against PyTorch)")
     e.add_argument("ckpt", type=Path)
     e.add_argument("dest", type=Path)
@@ -462,7 +552,8 @@ def main(argv=None) -> int:
         valid = args.valid or sorted(root.glob(f"v{music.VERSION}-*/valid"))
         return fit(args.out, args.minutes, train, valid, args.hidden, args.threads,
                    args.batch, args.frames, args.lr, args.seed, args.init, args.eq,
-                   args.eq_db, args.shift, args.shift_st)
+                   args.eq_db, args.shift, args.shift_st, args.local, args.freeze_base,
+                   args.head_frames)
     print(json.dumps(export(args.ckpt, args.dest, weights=args.weights), indent=1))
     return 0
 
