@@ -110,6 +110,7 @@ def run(args) -> int:
             times = {k: [] for k in (*systems, "in_process")}
             serve = {k: [] for k in systems}
             missed = {k: 0 for k in systems}
+            woken = {k: 0 for k in systems}
             # each round starts with WARM untimed blocks, for every system alike:
             # the first block after a pause (a stopped transport) finds caches
             # cold and the lane asleep; what is timed is steady playback
@@ -118,11 +119,13 @@ def run(args) -> int:
                 for k in systems:
                     us = np.zeros(blocks, np.float32)
                     sv = np.zeros(blocks, np.float32)
+                    w0 = int(clients[k].lane.counters.woken)
                     got = lib.rtb_client_time_blocks(clients[k]._c, ins, outs, n, blocks,
                                                      100000, period_ns,
                                                      ffi.cast("float *", us.ctypes.data),
                                                      ffi.cast("float *", sv.ctypes.data))
                     missed[k] += blocks * n - int(got)
+                    woken[k] += int(clients[k].lane.counters.woken) - w0
                     times[k].append(us[WARM:])
                     serve[k].append(sv[WARM:])
                 us = np.zeros(blocks, np.float32)
@@ -145,11 +148,16 @@ def run(args) -> int:
                 res[k] = dict(st[k], overhead_median_us=over["median_us"],
                               overhead_p99_us=over["p99_us"], added_per_block=tr,
                               server_work=_stats(sv[sv >= 0]) if added.size else None,
-                              frames_not_processed_by_engine=missed[k])
+                              frames_not_processed_by_engine=missed[k],
+                              # blocks whose request found the lane thread asleep
+                              # (a wake-up added), warm-up blocks included
+                              blocks_lane_woken=woken[k],
+                              blocks_sent=rounds * blocks)
                 line.append(f"{k} median {st[k]['median_us']:6.1f} p99 {st[k]['p99_us']:6.1f}"
                             f" (overhead {over['median_us']:5.1f} / {over['p99_us']:5.1f}")
-                line[-1] += (f"; per block {tr['median_us']:5.1f} / {tr['p99_us']:5.1f})"
-                             if tr else ")")
+                line[-1] += (f"; per block {tr['median_us']:5.1f} / {tr['p99_us']:5.1f}"
+                             if tr else "")
+                line[-1] += f"; lane asleep {100 * woken[k] / (rounds * blocks):.1f}%)"
             report["results"][str(n)] = res
             print(" | ".join(line) + f"  [target overhead {TARGET_US:g} us]", flush=True)
         for c in clients.values():

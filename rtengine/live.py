@@ -408,6 +408,8 @@ def status(args) -> int:
                       f"latency {ln['latency_samples']}; {ln['requests']} blocks, "
                       f"{ln['late']} late (dry), {ln['rejected']} refused, "
                       f"{ln['reconnects']} reconnects"
+                      + (f", {ln['woken']} found the lane asleep (a wake-up added)"
+                         if ln.get("woken") else "")
                       + (f", {ln['midi_dropped']} MIDI events dropped"
                          if ln.get("midi_dropped") else ""))
                 if ln.get("last_block_load") is not None:

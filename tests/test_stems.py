@@ -320,6 +320,40 @@ def test_training_equaliser_is_bounded_and_keeps_the_mix_the_sum_of_its_stems(tm
         assert bool(torch.isfinite(stems).all()) and float(stems.abs().max()) > 0
         np.testing.assert_array_equal(mix.numpy(), stems.sum(dim=1).numpy())
 
+
+def test_training_one_stem_moves_only_its_decoder_rows(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("fluidsynth")
+    from rtengine.data import music
+    from rtengine.stems import train
+    music.render_set(2, 3.0, 16000, seed0=5, folder=tmp_path / "train")
+    music.render_set(1, 3.0, 16000, seed0=9, folder=tmp_path / "valid")
+    torch.manual_seed(0)
+    net = train.StemNet(hidden=32)
+    init = tmp_path / "init.pt"
+    torch.save({"model": net.state_dict(), "state": {"hidden": 32, "step": 0, "elapsed": 0.0,
+                                                    "seed": 0}}, init)
+    train.fit(tmp_path / "run", 0.05, [tmp_path / "train"], [tmp_path / "valid"], 32, 1, 2,
+              16, 1e-2, 0, init=init, only_stem="bass")
+    after = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert after["state"]["step"] > 0
+    before = net.state_dict()
+    k = train.STEMS.index("bass")
+    for name in before:
+        old, new = before[name], after["model"][name]
+        if name in ("dec.weight", "dec.bias"):
+            rows_old = old.view(len(train.STEMS), train.BINS, -1)
+            rows_new = new.view(len(train.STEMS), train.BINS, -1)
+            assert float((rows_new[k] - rows_old[k]).abs().max()) > 1e-4
+            others = [j for j in range(len(train.STEMS)) if j != k]
+            assert torch.equal(rows_new[others], rows_old[others]), name
+        else:
+            assert torch.equal(old, new), name
+    with pytest.raises(ValueError, match="--only-stem piano"):
+        train.fit(tmp_path / "bad", 0.01, [tmp_path / "train"], [tmp_path / "valid"], 32, 1,
+                  2, 16, 1e-2, 0, init=init, only_stem="piano")
+
+
 def test_training_speed_change_moves_the_pitch_and_keeps_the_mix_the_sum_of_its_stems():
     torch = pytest.importorskip("torch")
     from rtengine.stems import train

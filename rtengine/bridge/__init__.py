@@ -181,6 +181,7 @@ class BridgeServer:
                           "fallback_frames": int(c.fallback_frames),
                           "reconnects": int(c.reconnects),
                           "midi_dropped": int(c.midi_dropped),
+                          "woken": int(c.woken),
                           "last_block_work_us": work_us if block_us else None,
                           "last_block_load": work_us / block_us if block_us else None})
         return {"kind": "bridge", "pid": os.getpid(), "client": f"bridge:{self.name}",

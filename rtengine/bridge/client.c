@@ -367,6 +367,7 @@ static int32_t rtb_piece(rtb_client *c, const float *const *in, float *const *ou
             __atomic_store_n(&l->midi_head, mh, __ATOMIC_RELEASE);
             l->nframes = n;
             l->channels = nch;
+            l->posted_ns = rtb_now_ns();
             uint32_t req = __atomic_add_fetch(&l->req_seq, 1, __ATOMIC_ACQ_REL);
             rtb_wake(&l->req_seq);
             const uint64_t start = rtb_now_ns();

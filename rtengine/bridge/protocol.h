@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define RTB_MAGIC 1381253703          /* 'RTBG' */
-#define RTB_VERSION 3
+#define RTB_VERSION 4
 #define RTB_MAX_LANES 128
 #define RTB_MAX_CH 2                  /* mono or stereo lanes */
 #define RTB_MAX_FRAMES 4096           /* per request; the plugin splits longer blocks */
@@ -86,6 +86,8 @@ typedef struct rtb_counters {
     uint64_t fallback_frames;         /* plugin: frames of dry fallback */
     uint64_t reconnects;              /* plugin: lanes claimed again after a server restart */
     uint64_t midi_dropped;            /* plugin: MIDI events with no room in the ring */
+    uint64_t woken;                   /* server: requests that found the lane thread asleep
+                                         (it paid a wake-up: off the blocks' cadence) */
 } rtb_counters;
 
 typedef struct rtb_lane {
@@ -133,6 +135,8 @@ typedef struct rtb_lane {
                                          request took (ns, capped at 1 s), written
                                          before resp_seq */
     int32_t process_mode;             /* VST3 kRealtime 0, kPrefetch 1, kOffline 2 */
+    uint64_t posted_ns;               /* plugin: CLOCK_MONOTONIC when it posted the request
+                                         (the server keeps the blocks' cadence by it) */
     rtb_change changes[RTB_MAX_CHANGES];
     /* MIDI: a ring apart from the requests, so a request the plugin gave up on
      * loses none; the plugin writes at midi_head, the server takes up to it */

@@ -300,8 +300,11 @@ static void *rtb_lane_main(void *arg)
      * (read by rtb_server_attach, not here: a plugin told its chain runs may
      * post its first request before this thread gets to run) */
     uint32_t last = lr->first_last;
-    uint64_t prev = 0;                           /* when the last request was seen */
-    int64_t period = 0;                          /* its block's duration */
+    uint64_t due = 0;                            /* when the next request is expected */
+    int slept = 0;                               /* the last wait was in the kernel */
+    uint64_t alarm = 0;                          /* when the last timed sleep was to end */
+    int64_t wake_late = 0;                       /* how late such sleeps end here (peak) */
+    int64_t period = 0;                          /* the last block's duration */
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);      /* signals go to the control thread */
@@ -318,34 +321,77 @@ static void *rtb_lane_main(void *arg)
             /* A DAW calls once per audio period.  Woken from the kernel, this
              * thread would start late by a wake-up (tens of us when its idle
              * CPU is halted, as on a VM); so it sleeps until `spin` before the
-             * next request is due, one block after the last, and waits for it
-             * awake, until `spin` after.  Requests off that cadence (offline,
-             * stopped) just find it asleep, woken by the futex as ever. */
+             * next request is due, on the cadence of the blocks (see below), and
+             * waits for it awake, until `spin` after.  Requests off that cadence
+             * (offline, stopped) just find it asleep, woken by the futex as ever.
+             * A timed sleep itself ends late by the machine's wake-up (hundreds of
+             * us on some VMs): the sleep ends earlier by the latest such delay
+             * seen (a peak that decays), so the thread is awake in time. */
             const int64_t spin = __atomic_load_n(&lr->srv->spin_ns, __ATOMIC_RELAXED);
             const int64_t early = period / 4 < spin ? period / 4 : spin;
             if (early > 0) {
-                int64_t to_due = (int64_t)(prev + (uint64_t)period - rtb_now_ns());
-                if (to_due > early) {
-                    rtb_wait(&l->req_seq, last, (uint64_t)(to_due - early));
+                const uint64_t now = rtb_now_ns();
+                if (slept && alarm && now > alarm) {
+                    const int64_t d = (int64_t)(now - alarm);   /* this sleep's delay */
+                    wake_late = d > wake_late ? d : wake_late - wake_late / 64;
+                }
+                alarm = 0;
+                int64_t lead = early + wake_late;
+                if (lead > period / 4) lead = period / 4 > early ? period / 4 : early;
+                int64_t to_due = (int64_t)(due - now);
+                if (to_due > lead) {
+                    alarm = now + (uint64_t)(to_due - lead);
+                    rtb_wait(&l->req_seq, last, (uint64_t)(to_due - lead));
+                    slept = 1;
                     continue;
                 }
                 if (to_due > -early) {
                     /* a yield, not a bare spin: another lane's thread (same
                      * real-time priority) waiting for this CPU gets it */
                     sched_yield();
+                    slept = 0;
                     continue;
                 }
             }
+            alarm = 0;
             rtb_wait(&l->req_seq, last, 100000000u);
+            slept = 1;
             continue;
         }
-        prev = rtb_now_ns();
+        if (slept && alarm) {
+            /* woken by this request before the timed sleep ended: that sleep
+             * would have ended late by at least the time since its alarm */
+            const uint64_t now = rtb_now_ns();
+            if (now > alarm) {
+                const int64_t d = (int64_t)(now - alarm);
+                if (d > wake_late) wake_late = d;
+            }
+        }
+        alarm = 0;
+        const uint64_t seen = rtb_now_ns();
         const int32_t nf = l->nframes;
         const double rate = l->sample_rate;
+        const int64_t was = period;
         period = nf >= 1 && nf <= RTB_MAX_FRAMES && rate >= 1000 && rate <= 1e6
                      ? (int64_t)(1e9 * nf / rate) : 0;
+        /* The next request is due one block after this one was posted (the
+         * plugin's clock, not when this thread saw it: woken from the kernel it
+         * sees it late, and timing the next from then would make it late for
+         * that one too).  A request posted late (its sender woke late) leaves
+         * the cadence where it was, moved by an eighth of the delay, so the
+         * next one, on time, still finds this thread awake; one posted early,
+         * or more than half a block late, or another block size, sets it anew
+         * (a transport started, a phase that moved). */
+        uint64_t posted = l->posted_ns;
+        if (posted > seen || seen - posted > 1000000000u) posted = seen;   /* not trusted */
+        const int64_t late = (int64_t)(posted - due);
+        if (due == 0 || period != was || late < 0 || late > period / 2)
+            due = posted + (uint64_t)period;
+        else
+            due += (uint64_t)(period + late / 8);
+        if (slept) l->counters.woken++;
         rtb_serve_one(lr, l);
-        const int64_t took = (int64_t)(rtb_now_ns() - prev);
+        const int64_t took = (int64_t)(rtb_now_ns() - seen);
         l->serve_ns = (int32_t)(took < 1000000000 ? took : 1000000000);
         last = req;
         __atomic_store_n(&l->resp_seq, req, __ATOMIC_RELEASE);

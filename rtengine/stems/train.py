@@ -312,14 +312,16 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
         batch: int, frames: int, lr: float, seed: int, init: Path | None = None,
         eq: float = 0.0, eq_db: float = 6.0, shift: float = 0.0,
         shift_st: float = 3.0, local: int = 0, freeze_base: bool = False,
-        head_frames: int = 64) -> int:
+        head_frames: int = 64, only_stem: str | None = None) -> int:
     """Train until ``minutes`` of training time (counted over resumes) have passed.  Resumes
     from OUT/last.pt; otherwise starts from the weights file ``init`` (see :func:`export`:
     the shipped model's weights, so a new session goes on where the last one stopped; the
     budget then counts from the weights' own training time) or from scratch.  ``local`` >
     0 adds a :class:`LocalHead` of that many channels (new, when the weights have none: the
     budget then counts from zero); ``freeze_base`` trains that head alone, on
-    ``head_frames`` random frames of each example (see :func:`loss_fn`)."""
+    ``head_frames`` random frames of each example (see :func:`loss_fn`).  ``only_stem``
+    trains the decoder's outputs for that stem alone (its rows of the last layer; everything
+    else fixed): the other stems' masks then change only where that stem's logits do."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     log = open(out / "train.log", "a", buffering=1)
@@ -334,9 +336,17 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
         f"{sorted(train.by_rate)} Hz from {', '.join(map(str, train_dirs))}; valid: "
         f"{len(valid)} pieces; equaliser on {eq:.0%} of the stems (+-{eq_db:g} dB); "
         f"speed changed on {shift:.0%} of the examples (+-{shift_st:g} semitones)")
+    if only_stem is not None and only_stem not in STEMS:
+        raise ValueError(f"--only-stem {only_stem}: not one of {', '.join(STEMS)}")
+
     def optimiser(model: StemNet) -> torch.optim.Optimizer:
         for p in model.base_parameters():
             p.requires_grad_(not freeze_base)
+        if only_stem is not None:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            model.dec.weight.requires_grad_(True)
+            model.dec.bias.requires_grad_(True)
         return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
 
     model = StemNet(hidden=hidden, local=local)
@@ -371,8 +381,11 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
     else:
         fit_normaliser(model, train, np.random.default_rng(seed + 1))
         opt = optimiser(model)
-    say(f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} parameters "
-        f"trained of {sum(p.numel() for p in model.parameters())}")
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if only_stem is not None:
+        trained //= model.stems                  # one stem's rows of the decoder
+    say(f"{trained} parameters trained of {sum(p.numel() for p in model.parameters())}"
+        + (f" (the decoder's {only_stem} outputs)" if only_stem else ""))
     rng = np.random.default_rng([seed, state["step"]])
     budget = minutes * 60.0
     t_start, elapsed0 = time.perf_counter(), state["elapsed"]
@@ -395,6 +408,11 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
         loss = loss_fn(model, mix, stems, pick)
         opt.zero_grad()
         loss.backward()
+        if only_stem is not None:            # the other stems' rows: no gradient, no step
+            keep = STEMS.index(only_stem)
+            for g in (model.dec.weight.grad, model.dec.bias.grad):
+                rows = g.view(model.stems, model.bins, -1)
+                rows[[k for k in range(model.stems) if k != keep]] = 0.0
         nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
         opt.step()
         state["step"] += 1
@@ -536,6 +554,8 @@ def main(argv=None) -> int:
     f.add_argument("--head-frames", type=int, default=64,
                    help="with --freeze-base: frames of each example the head learns from "
                         "(default 64)")
+    f.add_argument("--only-stem", choices=STEMS, default=None,
+                   help="train only the decoder's outputs for this stem")
     e = sub.add_parser("export", help="checkpoint -> ONNX (checked against PyTorch)")
     e.add_argument("ckpt", type=Path)
     e.add_argument("dest", type=Path)
@@ -553,7 +573,7 @@ def main(argv=None) -> int:
         return fit(args.out, args.minutes, train, valid, args.hidden, args.threads,
                    args.batch, args.frames, args.lr, args.seed, args.init, args.eq,
                    args.eq_db, args.shift, args.shift_st, args.local, args.freeze_base,
-                   args.head_frames)
+                   args.head_frames, args.only_stem)
     print(json.dumps(export(args.ckpt, args.dest, weights=args.weights), indent=1))
     return 0
 
