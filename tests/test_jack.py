@@ -314,22 +314,29 @@ def test_gil_hog_adds_no_xruns(server128):
     # falls on both alike
     seconds, rounds = 2.0, 3
     base_xruns = eng_xruns = 0
+    added = []
     for _ in range(rounds):
-        base_xruns += count_xruns(server, lambda: _Thru(server), seconds, hog=True)[0]
+        base = count_xruns(server, lambda: _Thru(server), seconds, hog=True)[0]
         n, stats = count_xruns(server, lambda: _Engine(server), seconds, hog=True)
+        base_xruns += base
         eng_xruns += n
+        added.append(n - base)
     print(f"xruns with a GIL hog over {rounds} x {seconds} s: engine {eng_xruns}, "
-          f"pass-through {base_xruns} (real-time jackd: {server.realtime})")
+          f"pass-through {base_xruns}, added per round {added} "
+          f"(real-time jackd: {server.realtime})")
     assert stats.cycles > 0.9 * seconds * 48000 / 128 * 0.5
     # A callback that needed the GIL would wait out the hog's 50 ms switch
     # interval about once per 50 ms: some 40 xruns per round, 120 in all, and a
     # p99 callback time of tens of ms.  The dummy driver on a shared 2-core VM
     # xruns now and then whatever the client does (0-9 in 6 s seen on the CI
     # machine, more for the engine's longer callback when a VM stall lands in
-    # it): allow that noise, far below what the GIL would cost.
+    # it, up to 22 against 6 on a day of heavy host stalls): allow that noise,
+    # far below what the GIL would cost.  The GIL would cost every round its
+    # 40; a host stall lands in one round: the median round must be clean.
     slack = 10
-    assert eng_xruns <= base_xruns + slack, (f"engine: {eng_xruns} xruns with a GIL hog, "
-                                             f"pass-through client: {base_xruns}")
+    assert sorted(added)[rounds // 2] <= slack // 2, (
+        f"engine: {eng_xruns} xruns with a GIL hog, pass-through client: {base_xruns}, "
+        f"added per round {added}")
     # the control shows the measurement sees a callback that takes the GIL
     gil_xruns = count_xruns(server, lambda: _GilClient(server), seconds, hog=True)[0]
     print(f"a callback that takes the GIL, one round: {gil_xruns} xruns")
