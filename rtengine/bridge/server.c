@@ -292,6 +292,16 @@ static void rtb_serve_one(rtb_lane_rt *lr, rtb_lane *l)
     l->counters.frames += (uint64_t)n;
 }
 
+/* The peak of how late a lane's timed sleeps end: raised by a later one, capped at a quarter
+ * block (a longer host stall says nothing more: the lane never wakes earlier than that);
+ * with `decay`, a sample below it lowers it by 1/64. */
+static inline void rtb_note_wake(int64_t *peak, int64_t d, int64_t period, int decay)
+{
+    if (d > period / 4) d = period / 4;
+    if (d > *peak) *peak = d;
+    else if (decay) *peak -= *peak / 64;
+}
+
 static void *rtb_lane_main(void *arg)
 {
     rtb_lane_rt *lr = arg;
@@ -331,10 +341,8 @@ static void *rtb_lane_main(void *arg)
             const int64_t early = period / 4 < spin ? period / 4 : spin;
             if (early > 0) {
                 const uint64_t now = rtb_now_ns();
-                if (slept && alarm && now > alarm) {
-                    const int64_t d = (int64_t)(now - alarm);   /* this sleep's delay */
-                    wake_late = d > wake_late ? d : wake_late - wake_late / 64;
-                }
+                if (slept && alarm && now > alarm)              /* this sleep's delay */
+                    rtb_note_wake(&wake_late, (int64_t)(now - alarm), period, 1);
                 alarm = 0;
                 int64_t lead = early + wake_late;
                 if (lead > period / 4) lead = period / 4 > early ? period / 4 : early;
@@ -362,10 +370,7 @@ static void *rtb_lane_main(void *arg)
             /* woken by this request before the timed sleep ended: that sleep
              * would have ended late by at least the time since its alarm */
             const uint64_t now = rtb_now_ns();
-            if (now > alarm) {
-                const int64_t d = (int64_t)(now - alarm);
-                if (d > wake_late) wake_late = d;
-            }
+            if (now > alarm) rtb_note_wake(&wake_late, (int64_t)(now - alarm), period, 0);
         }
         alarm = 0;
         const uint64_t seen = rtb_now_ns();

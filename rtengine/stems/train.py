@@ -322,6 +322,11 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
     ``head_frames`` random frames of each example (see :func:`loss_fn`).  ``only_stem``
     trains the decoder's outputs for that stem alone (its rows of the last layer; everything
     else fixed): the other stems' masks then change only where that stem's logits do."""
+    if only_stem is not None and only_stem not in STEMS:
+        raise ValueError(f"--only-stem {only_stem}: not one of {', '.join(STEMS)}")
+    if freeze_base and not local and not (init and torch.load(init, weights_only=False)
+                                          ["state"].get("local", 0)):
+        raise ValueError("--freeze-base trains the local head alone: give --local C")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     log = open(out / "train.log", "a", buffering=1)
@@ -336,8 +341,6 @@ def fit(out: Path, minutes: float, train_dirs, valid_dirs, hidden: int, threads:
         f"{sorted(train.by_rate)} Hz from {', '.join(map(str, train_dirs))}; valid: "
         f"{len(valid)} pieces; equaliser on {eq:.0%} of the stems (+-{eq_db:g} dB); "
         f"speed changed on {shift:.0%} of the examples (+-{shift_st:g} semitones)")
-    if only_stem is not None and only_stem not in STEMS:
-        raise ValueError(f"--only-stem {only_stem}: not one of {', '.join(STEMS)}")
 
     def optimiser(model: StemNet) -> torch.optim.Optimizer:
         for p in model.base_parameters():
