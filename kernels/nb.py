@@ -729,7 +729,7 @@ def _call3(typingctx, fn, a, b, c):
 
 
 # ---- spectral denoiser (kernels/c/denoise.c) -----------------------------------------
-DN_TAU_S, DN_TAU_N, DN_TAU_PB, DN_TAU_DD = 0.05, 0.15186, 0.15186, 0.2
+DN_TAU_S, DN_TAU_N, DN_TAU_PB, DN_TAU_DD = 0.05, 0.15186, 0.15186, 0.15
 DN_EPS, DN_XI_MIN, DN_BIAS, DN_LIFT, DN_Q = 1e-30, 0.0031622776601683794, 8.0, 1.5, 0.2
 DN_XI_H1, DN_P_STUCK = 31.622776601683793, 0.99
 
@@ -772,7 +772,7 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
     a_n = math.exp(-hop_s / DN_TAU_N)
     a_pb = math.exp(-hop_s / DN_TAU_PB)
     a_dd = math.exp(-hop_s / DN_TAU_DD)
-    first = st[5] < 1.0
+    first = st[5] < n // h          # until the input has filled one frame (see the C kernel)
     half = int(0.5 * adapt_s / hop_s)
     if half < 4:
         half = 4

@@ -37,7 +37,7 @@ class Denoise(Processor):
     kernel = "denoise"
     params = (
         Param("amount", "Amount", 0.0, 1.0, 1.0, smoothing_ms=20.0),
-        Param("floor_db", "Floor", -100.0, 0.0, -18.0, "dB"),
+        Param("floor_db", "Floor", -100.0, 0.0, -25.0, "dB"),
         Param("adapt_s", "Noise tracking window", 0.5, 10.0, 3.0, "s", scale="log"),
         toggle("learn", "Learn noise", False),
     )

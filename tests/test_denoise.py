@@ -104,6 +104,26 @@ def test_noise_estimate_follows_a_change_of_noise(step_db):
     assert after >= 10.0, f"after the step the noise is reduced by only {after:.1f} dB"
 
 
+@pytest.mark.parametrize("name", ["white", "pink", "brown", "hvac"])
+def test_noise_is_reduced_from_the_start(name):
+    """Noise from the first sample (a stream just started, or a file): the
+    reduction in its first half second is already that of later on.  (The
+    estimate once started from frames still holding the buffer's initial
+    zeros, and a minimum taken from them held it down for the whole search
+    window: in the first 0.5 s white / pink / brown / hvac noise were reduced
+    by 8.3 / 11.1 / 10.2 / 6.2 dB, now 16.8 / 16.9 / 17.1 / 16.2.)"""
+    x = make_noise(name, SR * 4, SR, seed=7) * 0.05
+    y = denoise(x)
+
+    def reduction(a, b):
+        a, b = int(a * SR), int(b * SR)
+        return 10 * np.log10(np.mean(x[a:b] ** 2) / np.mean(y[a:b].astype(float) ** 2))
+    early, late = reduction(0.03, 0.5), reduction(2.0, 4.0)
+    assert early >= 13.0, f"{name} noise: reduced by {early:.1f} dB in its first 0.5 s"
+    assert early >= late - 3.0, (f"{name} noise: reduced by {early:.1f} dB in its first 0.5 s, "
+                                 f"{late:.1f} dB from 2 s on")
+
+
 def test_learn_takes_a_noise_print():
     """With "learn" held over one second of noise, the noise right after it
     is reduced at once; without, the tracker needs its window first."""

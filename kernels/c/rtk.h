@@ -170,11 +170,12 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  * smoothed power over a window of adapt_s (minimum statistics, two half
  * windows): speech cannot pull the estimate far up, and a noise that rises
  * by more than the presence test lets through is followed within adapt_s.  The a priori
- * SNR is decision-directed (time constant 0.2 s), the gain MMSE
+ * SNR is decision-directed (time constant 0.15 s), the gain MMSE
  * log-spectral amplitude (Ephraim and Malah 1985) weighted by speech
  * presence (OM-LSA, Cohen), raised to `amount` in dB and held above the
  * floor; the noise estimate the gains use is smoothed over five bins; one
- * gain for every channel.
+ * gain for every channel.  The estimates start from the first frame the
+ * input fills (those before it still hold the buffer's initial zeros).
  * While `learn` is on every frame counts as noise (a noise print is taken
  * quickly; tracking goes on from it when released).
  * state header:
