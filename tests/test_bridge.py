@@ -101,14 +101,16 @@ def test_lanes_wait_awake_for_a_paced_daw_only_as_asked(name):
 
 def test_a_late_block_does_not_put_the_lane_to_sleep_for_the_next(name):
     """A DAW's audio thread sometimes wakes late; the block after a late one
-    comes on time.  The lane keeps the blocks' cadence, so that block still
-    finds its thread awake: only the late blocks themselves (after the lane's
-    awake window) pay a wake-up, counted as ``woken``.  (Timing the next
-    block from the late one, as before, put the lane to sleep for it too.)"""
+    comes on time.  The lane keeps the blocks' cadence and waits awake from
+    ``spin`` before a block is due to 4 x ``spin`` after, so a late block
+    (2.5 ms here, within the 4 ms) finds its thread awake, and so does the
+    one after it: few of them pay a wake-up, counted as ``woken``.  (Timing
+    the next block from the late one, as before, put the lane to sleep for
+    it: 96 and more of 240; with the window after the due time only ``spin``
+    long, every late block paid one too: 58-61.)"""
     x = music_like(2, 512 * 240)
     period = 512 / SR
     late = set(range(2, 240, 5))                 # 48 blocks sent 2.5 ms late
-    # awake from 1 ms before a block is due to 1 ms after (a late block comes after)
     with BridgeServer(name=name, spin_us=1000), Client(name) as c:
         c.claim(SR, 512, 2)
         c.configure(CHAIN)
@@ -124,10 +126,9 @@ def test_a_late_block_does_not_put_the_lane_to_sleep_for_the_next(name):
             assert got == 512
         woken = c.lane.counters.woken - before
     print(f"woken {woken} of 240 blocks, {len(late)} of them late")
-    # each late block finds the lane asleep; the one after it must not (timed
-    # from the late one, it did: 96 and more); the margin is for a test
-    # machine's own stalls (10 of 240 seen on a 2-core VM)
-    assert woken <= 1.5 * len(late), woken
+    # the margin is for a test machine's own stalls (10 of 240 seen on a
+    # 2-core VM)
+    assert woken <= len(late) // 2, woken
 
 
 def test_parameters_are_published_and_automation_is_sample_accurate(server, name):

@@ -332,13 +332,14 @@ static void *rtb_lane_main(void *arg)
              * thread would start late by a wake-up (tens of us when its idle
              * CPU is halted, as on a VM); so it sleeps until `spin` before the
              * next request is due, on the cadence of the blocks (see below), and
-             * waits for it awake, until `spin` after.  Requests off that cadence
+             * waits for it awake, until 4 x `spin` after.  Requests off that cadence
              * (offline, stopped) just find it asleep, woken by the futex as ever.
              * A timed sleep itself ends late by the machine's wake-up (hundreds of
              * us on some VMs): the sleep ends earlier by the latest such delay
              * seen (a peak that decays), so the thread is awake in time. */
             const int64_t spin = __atomic_load_n(&lr->srv->spin_ns, __ATOMIC_RELAXED);
             const int64_t early = period / 4 < spin ? period / 4 : spin;
+            const int64_t after = period / 2 < 4 * spin ? period / 2 : 4 * spin;
             if (early > 0) {
                 const uint64_t now = rtb_now_ns();
                 if (slept && alarm && now > alarm)              /* this sleep's delay */
@@ -353,9 +354,14 @@ static void *rtb_lane_main(void *arg)
                     slept = 1;
                     continue;
                 }
-                if (to_due > -early) {
-                    /* a yield, not a bare spin: another lane's thread (same
-                     * real-time priority) waiting for this CPU gets it */
+                if (to_due > -after) {
+                    /* awake after the request was due too, for four times
+                     * `spin` (at most half a block): one posted late (its
+                     * sender woke late) still finds this thread awake, one on
+                     * time costs nothing more, and a stopped stream has it
+                     * wait that long once, then sleep.  A yield, not a bare
+                     * spin: another lane's thread (same real-time priority)
+                     * waiting for this CPU gets it */
                     sched_yield();
                     slept = 0;
                     continue;
