@@ -783,7 +783,7 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
         st[9] = 0.0
         new_window = True
     if learn:
-        st[12] += 1.0
+        st[12] = 1.0 if first else st[12] + 1.0
     else:
         st[12] = 0.0
     for i in range(k):

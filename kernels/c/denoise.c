@@ -134,7 +134,8 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
     int new_window = 0;
     st[9] += 1.0;
     if (st[9] >= half) { st[9] = 0.0; new_window = 1; }
-    if (learn) st[12] += 1.0; else st[12] = 0.0;
+    if (learn) st[12] = first ? 1.0 : st[12] + 1.0;     /* the frames the mean holds */
+    else st[12] = 0.0;
     for (int32_t i = 0; i < k; i++) {
         if (first) {
             v->S[i] = v->Smin[i] = v->Stmp[i] = pw[i] + EPS;
