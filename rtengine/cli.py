@@ -654,8 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "plugin")
     p.add_argument("--spin-us", type=int, default=None,
                    help="how long (us) before a DAW's next block is due each lane waits for "
-                        "it awake rather than asleep (default 200, at most a quarter of the "
-                        "block: a wake-up costs tens of us; 0 saves that CPU)")
+                        "it awake rather than asleep, and four times as long after it was due "
+                        "(default 200, at most a quarter and half of the block: a wake-up "
+                        "costs tens of us; 0 saves that CPU)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_cmd_serve)
     p = sub.add_parser("vst3", help="build or install the rtengine VST3 plugin")
