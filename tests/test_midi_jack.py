@@ -47,7 +47,7 @@ def rig(tmp_path):
     server.stop()
 
 
-def wait_for(cond, timeout=5.0):
+def wait_for(cond, timeout=20.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
