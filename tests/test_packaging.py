@@ -31,7 +31,8 @@ def test_wheel_contains_compiled_kernels_and_data(wheel):
                    "rtengine/native/worker.h", "rtengine/patches/reverb.py",
                    "plugins/pyopatch.py", "rtengine/bridge/protocol.h",
                    "rtengine/bridge/client.c", "rtengine/vst3/plugin.c",
-                   "latency_bench/bridge.py"):
+                   "latency_bench/bridge.py", "rtengine/models/denoise-gru.npz",
+                   "rtengine/models/denoise-gru.md"):
         assert needed in names, f"{needed} missing from the wheel"
     meta = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(meta[0]).decode()
@@ -57,7 +58,9 @@ def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):
         f"assert str(default_model()).startswith({str(target)!r}), default_model()\n"
         "assert check_model(default_model()).stems == ('vocals', 'drums', 'bass', 'other')\n"
         "patch = rtengine.__file__.replace('__init__.py', 'patches/reverb.py')\n"
-        "e = rtengine.Engine([('eq', {'band1_on': True}), ('limiter', {}),\n"
+        "from plugins.denoise import model_path\n"
+        f"assert str(model_path()).startswith({str(target)!r}), model_path()\n"
+        "e = rtengine.Engine([('denoise', {}), ('eq', {'band1_on': True}), ('limiter', {}),\n"
         "                     {'plugin': 'pyo', 'options': {'patch': patch}}], 44100, 64, 2)\n"
         "x = (np.random.default_rng(0).standard_normal((2, 4410)) * 0.1).astype(np.float32)\n"
         "y = e.render(x)\n"

@@ -113,6 +113,124 @@ void rtk_dn_unplan(double *st)
     memset(st + 6, 0, 2 * sizeof(double));
 }
 
+/* The learned band gains (layout in rtk.h): per frame, features of the
+ * statistical stage in bands up to 8 kHz go through a GRU whose sigmoid
+ * outputs are band gains; interpolated across the bins, they are combined with
+ * the statistical gain in the log domain, with weights from the model file
+ * (above 8 kHz the statistical gain alone).  The network's weights are in the state; it runs in place. */
+typedef struct {
+    int32_t nb, nf, hid, top, use;
+    double mix_l, mix_s;
+    const double *edges, *lo, *w, *mu, *sd, *w1, *b1, *wih, *bih, *whh, *bhh, *w2, *b2;
+    double *h, *x, *gi, *gh, *feat, *gb, *lgs;
+} dn_net;
+
+#define FEAT_EPS 1e-10
+#define LN_GL_MIN -13.815510557964274     /* log(1e-6) */
+
+static int dn_net_view(double *st, int32_t k, dn_net *m)
+{
+    const int64_t r = (int64_t)st[11];
+    if (r <= 0) return 0;
+    double *p = st + r;
+    m->nb = (int32_t)p[0];
+    m->nf = (int32_t)p[1];
+    m->hid = (int32_t)p[2];
+    m->top = (int32_t)p[3];
+    m->use = p[4] >= 0.5;
+    m->mix_l = p[5];
+    m->mix_s = p[6];
+    const int64_t nb = m->nb, nf = m->nf, hid = m->hid;
+    p += RTK_DNL_HDR;
+    m->edges = p; p += nb + 1;
+    m->lo = p; p += k;
+    m->w = p; p += k;
+    m->mu = p; p += nf;
+    m->sd = p; p += nf;
+    m->w1 = p; p += hid * nf;
+    m->b1 = p; p += hid;
+    m->wih = p; p += 3 * hid * hid;
+    m->bih = p; p += 3 * hid;
+    m->whh = p; p += 3 * hid * hid;
+    m->bhh = p; p += 3 * hid;
+    m->w2 = p; p += nb * hid;
+    m->b2 = p; p += nb;
+    m->h = p; p += hid;
+    m->x = p; p += hid;
+    m->gi = p; p += 3 * hid;
+    m->gh = p; p += 3 * hid;
+    m->feat = p; p += nf;
+    m->gb = p; p += nb;
+    m->lgs = p;
+    return 1;
+}
+
+static inline double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* Features (per band: posterior SNR, input and noise shape in log10 power,
+ * the mean statistical log gain lgf) into m->feat, then, when the network is
+ * in use, one GRU step into m->gb. */
+static void dn_net_run(dn_net *m, const double *pw, const double *lam, const double *lgf,
+                       double inv_nch)
+{
+    const int32_t nb = m->nb, nf = m->nf, hid = m->hid;
+    double *f = m->feat, ma = 0.0, mc = 0.0;
+    for (int32_t b = 0; b < nb; b++) {
+        const int32_t e0 = (int32_t)m->edges[b], e1 = (int32_t)m->edges[b + 1];
+        double ep = 0.0, el = 0.0, lg = 0.0;
+        for (int32_t i = e0; i < e1; i++) {
+            ep += pw[i];
+            el += lam[i];
+            lg += lgf[i];
+        }
+        const double a = log10(ep * inv_nch + FEAT_EPS), c = log10(el * inv_nch + FEAT_EPS);
+        f[b] = a - c;
+        f[nb + b] = a;
+        f[2 * nb + b] = c;
+        f[3 * nb + b] = lg / (e1 - e0);
+        ma += a;
+        mc += c;
+    }
+    ma /= nb;
+    mc /= nb;
+    for (int32_t b = 0; b < nb; b++) {
+        f[nb + b] -= ma;
+        f[2 * nb + b] -= mc;
+    }
+    if (!m->use) return;
+    double *z = m->gh;                         /* normalised features (scratch) */
+    for (int32_t j = 0; j < nf; j++) z[j] = (f[j] - m->mu[j]) / m->sd[j];
+    for (int32_t j = 0; j < hid; j++) {
+        const double *row = m->w1 + (int64_t)j * nf;
+        double s = m->b1[j];
+        for (int32_t i = 0; i < nf; i++) s += row[i] * z[i];
+        m->x[j] = tanh(s);
+    }
+    for (int32_t j = 0; j < 3 * hid; j++) {
+        const double *ri = m->wih + (int64_t)j * hid, *rh = m->whh + (int64_t)j * hid;
+        double si = m->bih[j], sh = m->bhh[j];
+        for (int32_t i = 0; i < hid; i++) {
+            si += ri[i] * m->x[i];
+            sh += rh[i] * m->h[i];
+        }
+        m->gi[j] = si;
+        m->gh[j] = sh;
+    }
+    for (int32_t j = 0; j < hid; j++) {         /* gates in PyTorch's order: r, z, n */
+        const double r = sigm(m->gi[j] + m->gh[j]);
+        const double u = sigm(m->gi[hid + j] + m->gh[hid + j]);
+        const double c = tanh(m->gi[2 * hid + j] + r * m->gh[2 * hid + j]);
+        double hn = (1.0 - u) * c + u * m->h[j];
+        m->h[j] = isfinite(hn) ? hn : 0.0;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        const double *row = m->w2 + (int64_t)b * hid;
+        double s = m->b2[b];
+        for (int32_t i = 0; i < hid; i++) s += row[i] * m->h[i];
+        m->gb[b] = sigm(s);
+    }
+}
+
 /* Noise tracking and gains for the summed power spectrum in v->pw. */
 static void dn_gains(double *st, const dn_view *v, double amount, double floor_db,
                      double adapt_s, int learn)
@@ -182,6 +300,10 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
     }
     const double gmin = exp(floor_db * LN10_20), ln_gmin = floor_db * LN10_20;
     const double q_ratio = Q_ABSENT / (1.0 - Q_ABSENT);
+    dn_net m;
+    const int net = dn_net_view(st, k, &m);
+    const double fmin = exp(RTK_DNL_FEATURE_FLOOR_DB * LN10_20);
+    const double ln_fmin = RTK_DNL_FEATURE_FLOOR_DB * LN10_20;
     for (int32_t i = 0; i < k; i++) {
         double gamma = pw[i] / lam[i];
         double xi = a_dd * v->a2[i] / lam[i] + (1.0 - a_dd) * (gamma > 1.0 ? gamma - 1.0 : 0.0);
@@ -194,6 +316,23 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
          * the floor where it is absent, mixed in the log domain */
         double pr = 1.0 / (1.0 + q_ratio * (1.0 + xi) * exp(-(u < 500.0 ? u : 500.0)));
         double lg = pr * log(g > gmin ? g : gmin) + (1.0 - pr) * ln_gmin;
+        if (net) {                  /* for the network: lg at a fixed floor, in g for now */
+            m.lgs[i] = lg;
+            v->g[i] = pr * log(g > fmin ? g : fmin) + (1.0 - pr) * ln_fmin;
+        } else {
+            v->g[i] = exp(amount * lg);
+        }
+    }
+    if (!net) return;
+    dn_net_run(&m, pw, lam, v->g, 1.0 / st[1]);
+    for (int32_t i = 0; i < k; i++) {
+        double lg = m.lgs[i];
+        if (m.use && i < m.top) {
+            const int32_t lo = (int32_t)m.lo[i];
+            const double gl = (1.0 - m.w[i]) * m.gb[lo] + m.w[i] * m.gb[lo + 1];
+            lg = m.mix_s * lg + m.mix_l * (gl > 1e-6 ? log(gl) : LN_GL_MIN);
+            if (lg < ln_gmin) lg = ln_gmin;
+        }
         v->g[i] = exp(amount * lg);
     }
 }

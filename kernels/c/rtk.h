@@ -182,7 +182,7 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  *   [0] sr, [1] nch, [2] N, [3] H, [4] samples into the hop, [5] frames,
  *   [6] r2c plan, [7] c2r plan (pointers stored bitwise), [8] K = N/2 + 1,
  *   [9] frames into the minimum window, [10] half window (frames),
- *   [11] reserved, [12] frames learnt so far, [13] [14] addresses of
+ *   [11] learned region (below), [12] frames learnt so far, [13] [14] addresses of
  *   fftw_execute_dft_r2c and _c2r (for the numba twin), [15] reserved
  * then: analysis window (N), synthesis window (2 H), per channel: input (N),
  *       overlap-add (2 H), output (H);
@@ -191,6 +191,20 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  *       scratch: frame (N), spectra (nch * 2 K), power (K).
  * par: 0 amount (0..1), 1 floor_db, 2 adapt_s, 3 learn (0/1) */
 #define RTK_DN_HDR 16
+/* Learned band gains (optional; kernels/layout.py writes them): header [11]
+ * holds the offset of a region (0: none) of
+ *   [0] bands NB, [1] features NF = 4 NB, [2] GRU units HID, [3] first bin above
+ *   the top band, [4] in use (0: the features are computed, not applied),
+ *   [5] [6] weights of the learned and the statistical log gain in the applied
+ *   one, [7] reserved; band edges in bins (NB + 1); per bin the band centre at or
+ *   below it and the next one's weight (2 K); feature mean and deviation
+ *   (2 NF); input layer HID x NF, HID; GRU input and recurrent weights
+ *   (3 HID x HID each, then their biases 3 HID, gates r z n); output layer
+ *   NB x HID, NB; state: hidden (HID), scratch (7 HID: input layer, gates); features (NF), band
+ *   gains (NB), statistical log gain per bin (K).  The network sees the
+ *   statistical log gain at a fixed floor of RTK_DNL_FEATURE_FLOOR_DB. */
+#define RTK_DNL_HDR 8
+#define RTK_DNL_FEATURE_FLOOR_DB (-25.0)
 void rtk_denoise(double *state, float *io, int32_t nch, int32_t stride,
                  int32_t nframes, const float *par, int32_t pstride);
 /* Make (destroy) the FFTW plans of a denoiser state.  Control thread, one at
