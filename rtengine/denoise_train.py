@@ -157,9 +157,9 @@ def build(nf: int, bands: int = BANDS, hidden: int = HIDDEN):
     return Net()
 
 
-def fit(out: Path, minutes: float, batch: int, crop: int, lr: float) -> None:
+def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: int = 2) -> None:
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     d = np.load(out / "data.npz")
     F, G = d["F"], d["G"]
     n_val = max(1, len(F) // 10)
@@ -175,7 +175,9 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float) -> None:
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         step, best, spent = ck["step"], ck["best"], ck["spent"]
-        print(f"resumed at step {step}", flush=True)
+        for group in opt.param_groups:                     # the rate given now
+            group["lr"] = lr
+        print(f"resumed at step {step}, learning rate {lr}", flush=True)
     norm = lambda a: torch.from_numpy(((a - mu) / sd).astype(np.float32))   # noqa: E731
 
     def loss_of(p, y):
@@ -261,7 +263,8 @@ def main(argv=None) -> None:
     a.add_argument("--minutes", type=float, default=30.0)
     a.add_argument("--batch", type=int, default=32)
     a.add_argument("--crop", type=int, default=400)
-    a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument("--lr", type=float, default=2e-3, help="learning rate (also on resuming)")
+    a.add_argument("--threads", type=int, default=2)
     a = sub.add_parser("export", help="write the plugin's weights file")
     a.add_argument("checkpoint", type=Path)
     a.add_argument("dest", type=Path)
@@ -271,7 +274,7 @@ def main(argv=None) -> None:
     if args.cmd == "data":
         make_data(args.out, args.utts, args.draws, args.seed, args.jobs)
     elif args.cmd == "fit":
-        fit(args.out, args.minutes, args.batch, args.crop, args.lr)
+        fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads)
     else:
         export(args.checkpoint, args.dest, tuple(args.mix))
 
