@@ -337,7 +337,7 @@ def _dnl_size(k: int, nb: int, nf: int, hid: int) -> int:
 def denoise_state(nch: int, sample_rate: float, model=None) -> np.ndarray:
     """A denoiser state with its FFTW plans (destroyed with the array).
     ``model``: the learned band gains' weights (a mapping of arrays: band
-    edges in Hz and the network's layers, see rtengine/models/denoise_gru.md)
+    edges in Hz and the network's layers, see rtengine/models/denoise-gru.md)
     or None for the statistical gains alone; below 16 kHz the model is not
     used (its bands reach 8 kHz)."""
     from ._ck import ffi, lib
