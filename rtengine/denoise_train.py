@@ -17,7 +17,13 @@ Runs in the background with checkpoints and a log, and resumes::
 
     python -m rtengine.denoise_train data --out runs/denoise
     nohup python -m rtengine.denoise_train fit --out runs/denoise --minutes 30 > dn.out &
-    python -m rtengine.denoise_train export runs/denoise/best.pt rtengine/models/denoise-gru.npz
+    python -m rtengine.denoise_train export runs/denoise/best.pt rtengine/models/denoise-gru.npz \
+        --mix 0.6 0.6
+
+To go on from the shipped weights on another machine (``runs/`` is not kept in git)::
+
+    nohup python -m rtengine.denoise_train fit --out runs/more --minutes 30 --lr 7e-4 \
+        --init rtengine/models/denoise-gru.npz > dn.out &
 """
 from __future__ import annotations
 
@@ -157,7 +163,23 @@ def build(nf: int, bands: int = BANDS, hidden: int = HIDDEN):
     return Net()
 
 
-def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: int = 2) -> None:
+# the weights file's names of the network's PyTorch parameters
+TORCH_NAMES = {"inp.weight": "w1", "inp.bias": "b1", "gru.weight_ih_l0": "wih",
+               "gru.bias_ih_l0": "bih", "gru.weight_hh_l0": "whh", "gru.bias_hh_l0": "bhh",
+               "out.weight": "w2", "out.bias": "b2"}
+
+
+def net_from_weights(model: dict):
+    """The PyTorch network of a weights file (as the plugin loads it)."""
+    import torch
+    net = build(len(model["mu"]), len(model["b2"]), len(model["b1"]))
+    net.load_state_dict({k: torch.from_numpy(np.asarray(model[v], dtype=np.float32))
+                         for k, v in TORCH_NAMES.items()})
+    return net
+
+
+def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: int = 2,
+        init: Path | None = None) -> None:
     import torch
     torch.set_num_threads(threads)
     d = np.load(out / "data.npz")
@@ -167,6 +189,12 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
     mu = F.reshape(-1, F.shape[-1]).mean(0)
     sd = F.reshape(-1, F.shape[-1]).std(0) + 1e-3
     net = build(F.shape[-1], G.shape[-1])
+    if init is not None and not (out / "last.pt").is_file():      # from a weights file
+        with np.load(init, allow_pickle=False) as z:
+            model = dict(z)
+        net = net_from_weights(model)
+        mu, sd = model["mu"].astype(np.float64), model["sd"].astype(np.float64)
+        print(f"starting from {init}", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr)
     ck_path, best_path, log_path = out / "last.pt", out / "best.pt", out / "log.jsonl"
     step, best, spent = 0, math.inf, 0.0
@@ -175,6 +203,7 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         step, best, spent = ck["step"], ck["best"], ck["spent"]
+        mu, sd = ck["mu"], ck["sd"]
         for group in opt.param_groups:                     # the rate given now
             group["lr"] = lr
         print(f"resumed at step {step}, learning rate {lr}", flush=True)
@@ -201,7 +230,7 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
             with torch.no_grad():
                 val = float(loss_of(net(norm(Fv))[0], torch.from_numpy(Gv)))
             now = spent + time.time() - t0
-            rec = {"step": step, "seconds": round(now), "train": float(loss), "valid": val}
+            rec = {"step": step, "seconds": round(now), "train": loss.item(), "valid": val}
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             print(rec, flush=True)
@@ -221,13 +250,9 @@ def export(checkpoint: Path, dest: Path, mix: tuple[float, float] = MIX) -> None
     net = build(ck["nf"], ck["bands"])
     net.load_state_dict(ck["net"])
     net.eval()
-    sd = {k: v.detach().numpy().astype(np.float64) for k, v in net.state_dict().items()}
     model = {"edges_hz": band_edges_hz(ck["bands"]), "mu": ck["mu"], "sd": ck["sd"],
-             "w1": sd["inp.weight"], "b1": sd["inp.bias"],
-             "wih": sd["gru.weight_ih_l0"], "bih": sd["gru.bias_ih_l0"],
-             "whh": sd["gru.weight_hh_l0"], "bhh": sd["gru.bias_hh_l0"],
-             "w2": sd["out.weight"], "b2": sd["out.bias"], "mix_learned": np.float64(mix[0]),
-             "mix_statistical": np.float64(mix[1])}
+             "mix_learned": np.float64(mix[0]), "mix_statistical": np.float64(mix[1])}
+    model.update({TORCH_NAMES[k]: v.detach().numpy() for k, v in net.state_dict().items()})
     np.savez(dest, **{k: np.asarray(v, dtype=np.float32) for k, v in model.items()})
     stored = dict(np.load(dest))
     print(f"{dest}: {dest.stat().st_size / 1e6:.2f} MB; kernel against PyTorch: "
@@ -265,6 +290,8 @@ def main(argv=None) -> None:
     a.add_argument("--crop", type=int, default=400)
     a.add_argument("--lr", type=float, default=2e-3, help="learning rate (also on resuming)")
     a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--init", type=Path, help="start from this weights file (e.g. the shipped "
+                   "rtengine/models/denoise-gru.npz; its feature normalisation is kept)")
     a = sub.add_parser("export", help="write the plugin's weights file")
     a.add_argument("checkpoint", type=Path)
     a.add_argument("dest", type=Path)
@@ -274,7 +301,7 @@ def main(argv=None) -> None:
     if args.cmd == "data":
         make_data(args.out, args.utts, args.draws, args.seed, args.jobs)
     elif args.cmd == "fit":
-        fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads)
+        fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads, args.init)
     else:
         export(args.checkpoint, args.dest, tuple(args.mix))
 
