@@ -173,7 +173,7 @@ def net_from_weights(model: dict):
     """The PyTorch network of a weights file (as the plugin loads it)."""
     import torch
     net = build(len(model["mu"]), len(model["b2"]), len(model["b1"]))
-    net.load_state_dict({k: torch.from_numpy(np.asarray(model[v], dtype=np.float32))
+    net.load_state_dict({k: torch.from_numpy(np.array(model[v], dtype=np.float32))
                          for k, v in TORCH_NAMES.items()})
     return net
 
