@@ -47,3 +47,27 @@ def JackServer(rate=48000, period=64, realtime=False):
         return s
     except JackError as exc:
         pytest.fail(str(exc))
+
+
+PROBE = bytes([0xFE])                             # Active Sensing: no mapper acts on it
+
+
+def midi_link_up(be, ctl, timeout: float = 20.0) -> None:
+    """Wait until MIDI flows both ways between the engine `be` and the
+    controller `ctl` (a Peer in 'midi' mode, ports connected both ways).  A
+    new connection takes effect at a later cycle (later still when the VM
+    stalls), and what a client sends before then reaches nobody, as with any
+    MIDI cable not yet plugged in: a probe goes out every 20 ms until one
+    arrives, each way; then both sides are drained."""
+    import time
+    for src, dst, what in ((ctl, be, "controller -> engine"), (be, ctl, "engine -> controller")):
+        end = time.monotonic() + timeout
+        while not any(m == PROBE for _, m in dst.read_midi()):
+            assert time.monotonic() < end, (
+                f"no MIDI {what} through JACK in {timeout} s; cycles {ctl.stats().cycles}, "
+                f"{be.stats().cycles}; xruns {ctl.stats().xruns}, {be.stats().xruns}")
+            src.send_midi([PROBE])
+            time.sleep(0.02)
+    time.sleep(0.1)                               # probes still in flight
+    be.read_midi()
+    ctl.read_midi()

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from jackutil import JackServer
+from jackutil import JackServer, midi_link_up
 from rtengine.backends.jack import JackBackend, Peer
 from rtengine.live import MidiControl
 
@@ -39,6 +39,7 @@ def rig(tmp_path):
     ctl.activate()
     be.connect(ctl.port(True, 0), be.port("midi_in"))
     be.connect(be.port("midi_out"), ctl.port(False, 0))
+    midi_link_up(be, ctl)
     midi = MidiControl(be, tmp_path / "map.toml").start()
     yield be, ctl, midi
     midi.stop()
