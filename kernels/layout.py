@@ -388,6 +388,10 @@ def _dnl_fill(r: np.ndarray, model, sample_rate: float, k: int, nb: int, nf: int
     r[:DNL_HDR] = 0.0
     r[0], r[1], r[2], r[3], r[4] = nb, nf, hid, top, 1.0
     r[5], r[6] = mix
+    gmax = float(np.asarray(model.get("gain_max", 1.0)))
+    if not 1.0 <= gmax <= 100.0:
+        raise ValueError(f"denoise model: gain_max must be within 1..100, got {gmax}")
+    r[7] = gmax
     at = DNL_HDR
     r[at:at + nb + 1] = edges
     at += nb + 1

@@ -803,6 +803,7 @@ def _sigm(x):
 def _dn_net_run(st, k, pw, lam, lgf, inv_nch):
     (nb, nf, hid, edges, lo, w, mu, sd, w1, b1, wih, bih, whh, bhh, w2, b2, hh, x, gi, gh,
      f, gb, lgs) = _dnl_offsets(st, k)
+    gmax = st[int(st[11]) + 7]
     ma = 0.0
     mc = 0.0
     for b in range(nb):
@@ -859,7 +860,7 @@ def _dn_net_run(st, k, pw, lam, lgf, inv_nch):
         row = w2 + b * hid
         for i in range(hid):
             s += st[row + i] * st[hh + i]
-        st[gb + b] = _sigm(s)
+        st[gb + b] = gmax * _sigm(s)
 
 
 @njit(cache=True, nogil=True)
@@ -974,6 +975,8 @@ def _dn_gains(st, amount, floor_db, adapt_s, learn):
             lg = mix_s * lg + mix_l * (math.log(gl) if gl > 1e-6 else DNL_LN_GL_MIN)
             if lg < ln_gmin:
                 lg = ln_gmin
+            if lg > 0.0:
+                lg = 0.0
         st[g + i] = math.exp(amount * lg)
 
 

@@ -282,6 +282,8 @@ def gain_model(path: str | None = None) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             model = {name: z[name] for name in ("edges_hz", *layout.DNL_MIX, *layout.DNL_WEIGHTS)}
+            if "gain_max" in z.files:                    # optional (1: gains up to 1)
+                model["gain_max"] = z["gain_max"]
         for a in model.values():
             a.setflags(write=False)
         layout.denoise_state(1, 48000, model)            # shapes and values checked

@@ -20,10 +20,19 @@ Runs in the background with checkpoints and a log, and resumes::
     python -m rtengine.denoise_train export runs/denoise/best.pt rtengine/models/denoise-gru.npz \
         --mix 0.6 0.6
 
+The shipped weights came from two more stages (the model card has the figures): the loss
+taken on the gain the plugin applies (``--joint``), with band gains up to 10 so the network
+can undo the statistical stage's suppression, then more low-SNR examples::
+
+    nohup python -m rtengine.denoise_train fit --out runs/joint --minutes 16 --lr 1e-3 \
+        --init STAGE1.npz --joint 1.0 0.6 --gain-max 10 > dn.out &
+    python -m rtengine.denoise_train data --out runs/denoise --seed 12 --snr -10 5  # adds
+    python -m rtengine.denoise_train export ... --mix 0.8 0.8
+
 To go on from the shipped weights on another machine (``runs/`` is not kept in git)::
 
     nohup python -m rtengine.denoise_train fit --out runs/more --minutes 30 --lr 7e-4 \
-        --init rtengine/models/denoise-gru.npz > dn.out &
+        --init rtengine/models/denoise-gru.npz --joint 1.0 0.6 --gain-max 10 > dn.out &
 """
 from __future__ import annotations
 
@@ -62,7 +71,7 @@ def _blank_model(bands: int = BANDS, hidden: int = HIDDEN) -> dict:
             "wih": np.zeros((3 * hidden, hidden)), "bih": np.zeros(3 * hidden),
             "whh": np.zeros((3 * hidden, hidden)), "bhh": np.zeros(3 * hidden),
             "w2": np.zeros((bands, hidden)), "b2": np.zeros(bands),
-            "mix_learned": MIX[0], "mix_statistical": MIX[1]}
+            "mix_learned": MIX[0], "mix_statistical": MIX[1], "gain_max": 1.0}
 
 
 def kernel_run(x: np.ndarray, model: dict, use: bool, sr: int = SR, floor_db: float = -25.0
@@ -118,8 +127,10 @@ def _job(args):
     return example(clean, noise, snr, level)
 
 
-def make_data(out: Path, n_utts: int, draws: int, seed: int, jobs: int) -> None:
-    """Examples from development speech, each utterance with ``draws`` noises."""
+def make_data(out: Path, n_utts: int, draws: int, seed: int, jobs: int,
+              snr: tuple[float, float] = (-5.0, 20.0)) -> None:
+    """Examples from development speech, each utterance with ``draws`` noises at an SNR
+    uniform in ``snr``.  Examples already in OUT/data.npz are kept (more are added)."""
     from concurrent.futures import ProcessPoolExecutor
     held = {f for u in speech.utterances(EVAL_UTTS["split"], EVAL_UTTS["n"],
                                          EVAL_UTTS["seconds"], sample_rate=SR,
@@ -132,7 +143,7 @@ def make_data(out: Path, n_utts: int, draws: int, seed: int, jobs: int) -> None:
     for i, u in enumerate(utts):
         for d in range(draws):
             work.append((u.audio.astype(np.float64), noises[int(rng.integers(len(noises)))],
-                         10000 + draws * i + d, float(rng.uniform(-5, 20)),
+                         10000 + draws * i + d, float(rng.uniform(*snr)),
                          float(rng.uniform(-45, -10))))
     with ProcessPoolExecutor(jobs) as pool:
         got = list(pool.map(_job, work, chunksize=8))
@@ -140,24 +151,30 @@ def make_data(out: Path, n_utts: int, draws: int, seed: int, jobs: int) -> None:
     F = np.stack([f[:frames] for f, _ in got])
     G = np.stack([g[:frames] for _, g in got])
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "data.npz").is_file():
+        with np.load(out / "data.npz") as old:
+            frames = min(frames, old["F"].shape[1])
+            F = np.concatenate([old["F"][:, :frames], F[:, :frames]])
+            G = np.concatenate([old["G"][:, :frames], G[:, :frames]])
     np.savez(out / "data.npz", F=F, G=G)
     print(f"{len(utts)} utterances x {draws} noises: {F.shape} -> {out / 'data.npz'}", flush=True)
 
 
-def build(nf: int, bands: int = BANDS, hidden: int = HIDDEN):
+def build(nf: int, bands: int = BANDS, hidden: int = HIDDEN, gain_max: float = 1.0):
     import torch
     from torch import nn
 
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
+            self.gain_max = float(gain_max)
             self.inp = nn.Linear(nf, hidden)
             self.gru = nn.GRU(hidden, hidden, batch_first=True)
             self.out = nn.Linear(hidden, bands)
 
         def forward(self, x, h=None):
             y, h = self.gru(torch.tanh(self.inp(x)), h)
-            return torch.sigmoid(self.out(y)), h
+            return self.gain_max * torch.sigmoid(self.out(y)), h
 
     torch.manual_seed(0)
     return Net()
@@ -172,14 +189,21 @@ TORCH_NAMES = {"inp.weight": "w1", "inp.bias": "b1", "gru.weight_ih_l0": "wih",
 def net_from_weights(model: dict):
     """The PyTorch network of a weights file (as the plugin loads it)."""
     import torch
-    net = build(len(model["mu"]), len(model["b2"]), len(model["b1"]))
+    net = build(len(model["mu"]), len(model["b2"]), len(model["b1"]),
+                float(np.asarray(model.get("gain_max", 1.0))))
     net.load_state_dict({k: torch.from_numpy(np.array(model[v], dtype=np.float32))
                          for k, v in TORCH_NAMES.items()})
     return net
 
 
 def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: int = 2,
-        init: Path | None = None) -> None:
+        init: Path | None = None, joint: tuple[float, float] | None = None,
+        gain_max: float = 1.0) -> None:
+    """Train; with ``joint`` = (learned, statistical) mix weights the loss is taken on the
+    gain the plugin applies (the band's statistical log gain and the network's mixed with
+    those weights, at the floor), so the network learns to correct the statistical gain
+    rather than to estimate the ideal gain alone.  ``gain_max`` (> 1) lets the network's
+    band gains exceed 1, so they can undo the statistical stage's suppression."""
     import torch
     torch.set_num_threads(threads)
     d = np.load(out / "data.npz")
@@ -188,11 +212,15 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
     Fv, Gv, F, G = F[:n_val], G[:n_val], F[n_val:], G[n_val:]
     mu = F.reshape(-1, F.shape[-1]).mean(0)
     sd = F.reshape(-1, F.shape[-1]).std(0) + 1e-3
-    net = build(F.shape[-1], G.shape[-1])
+    net = build(F.shape[-1], G.shape[-1], gain_max=gain_max)
     if init is not None and not (out / "last.pt").is_file():      # from a weights file
         with np.load(init, allow_pickle=False) as z:
             model = dict(z)
         net = net_from_weights(model)
+        if net.gain_max != gain_max:          # small gains stay as they were
+            with torch.no_grad():
+                net.out.bias -= math.log(gain_max / net.gain_max)
+            net.gain_max = gain_max
         mu, sd = model["mu"].astype(np.float64), model["sd"].astype(np.float64)
         print(f"starting from {init}", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr)
@@ -200,6 +228,7 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
     step, best, spent = 0, math.inf, 0.0
     if ck_path.is_file():                                     # resume
         ck = torch.load(ck_path, weights_only=False)
+        net.gain_max = ck.get("gain_max", 1.0)
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         step, best, spent = ck["step"], ck["best"], ck["spent"]
@@ -209,7 +238,18 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
         print(f"resumed at step {step}, learning rate {lr}", flush=True)
     norm = lambda a: torch.from_numpy(((a - mu) / sd).astype(np.float32))   # noqa: E731
 
-    def loss_of(p, y):
+    nb = G.shape[-1]
+    ln_floor = layout.DNL_FEATURE_FLOOR_DB * math.log(10) / 20
+
+    def applied(p, f):
+        """The band gain the plugin applies for network gains p and raw features f."""
+        if joint is None:
+            return p
+        lg = joint[0] * torch.log(p.clamp_min(1e-6)) + joint[1] * f[..., 3 * nb:4 * nb]
+        return torch.exp(lg.clamp(ln_floor, 0.0))
+
+    def loss_of(p, y, f):
+        p = applied(p, f)
         return ((p.sqrt() - y.sqrt()) ** 2).mean() + 0.5 * ((p - y) ** 2).mean()
 
     rng = np.random.default_rng(step)
@@ -220,7 +260,7 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
         x = np.stack([F[i, a:a + crop] for i, a in zip(idx, at)])
         y = np.stack([G[i, a:a + crop] for i, a in zip(idx, at)])
         p, _ = net(norm(x))
-        loss = loss_of(p, torch.from_numpy(y))
+        loss = loss_of(p, torch.from_numpy(y), torch.from_numpy(x))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -228,7 +268,7 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
         step += 1
         if step % 100 == 0:
             with torch.no_grad():
-                val = float(loss_of(net(norm(Fv))[0], torch.from_numpy(Gv)))
+                val = float(loss_of(net(norm(Fv))[0], torch.from_numpy(Gv), torch.from_numpy(Fv)))
             now = spent + time.time() - t0
             rec = {"step": step, "seconds": round(now), "train": loss.item(), "valid": val}
             with open(log_path, "a") as f:
@@ -236,22 +276,26 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
             print(rec, flush=True)
             state = {"net": net.state_dict(), "opt": opt.state_dict(), "step": step,
                      "best": min(best, val), "spent": now, "mu": mu, "sd": sd,
-                     "bands": G.shape[-1], "nf": F.shape[-1]}
+                     "bands": G.shape[-1], "nf": F.shape[-1], "joint": joint,
+                     "gain_max": net.gain_max}
             if val < best:
                 best = val
                 torch.save(state, best_path)
             torch.save(state, ck_path)
 
 
-def export(checkpoint: Path, dest: Path, mix: tuple[float, float] = MIX) -> None:
-    """Write the weights file the plugin loads, and check the kernel against PyTorch."""
+def export(checkpoint: Path, dest: Path, mix: tuple[float, float] | None = None) -> None:
+    """Write the weights file the plugin loads, and check the kernel against PyTorch.  The
+    mix weights default to those a joint training used, else to MIX."""
     import torch
     ck = torch.load(checkpoint, weights_only=False)
-    net = build(ck["nf"], ck["bands"])
+    mix = mix or ck.get("joint") or MIX
+    net = build(ck["nf"], ck["bands"], gain_max=ck.get("gain_max", 1.0))
     net.load_state_dict(ck["net"])
     net.eval()
     model = {"edges_hz": band_edges_hz(ck["bands"]), "mu": ck["mu"], "sd": ck["sd"],
-             "mix_learned": np.float64(mix[0]), "mix_statistical": np.float64(mix[1])}
+             "mix_learned": np.float64(mix[0]), "mix_statistical": np.float64(mix[1]),
+             "gain_max": np.float64(net.gain_max)}
     model.update({TORCH_NAMES[k]: v.detach().numpy() for k, v in net.state_dict().items()})
     np.savez(dest, **{k: np.asarray(v, dtype=np.float32) for k, v in model.items()})
     stored = dict(np.load(dest))
@@ -283,6 +327,8 @@ def main(argv=None) -> None:
     a.add_argument("--draws", type=int, default=6, help="noises per utterance")
     a.add_argument("--seed", type=int, default=11)
     a.add_argument("--jobs", type=int, default=2)
+    a.add_argument("--snr", type=float, nargs=2, default=(-5.0, 20.0), metavar=("LO", "HI"),
+                   help="SNR range in dB (default -5 20)")
     a = sub.add_parser("fit", help="train (resumes from OUT/last.pt)")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--minutes", type=float, default=30.0)
@@ -292,18 +338,25 @@ def main(argv=None) -> None:
     a.add_argument("--threads", type=int, default=2)
     a.add_argument("--init", type=Path, help="start from this weights file (e.g. the shipped "
                    "rtengine/models/denoise-gru.npz; its feature normalisation is kept)")
+    a.add_argument("--joint", type=float, nargs=2, metavar=("LEARNED", "STAT"),
+                   help="take the loss on the applied gain, mixed with these weights")
+    a.add_argument("--gain-max", type=float, default=1.0,
+                   help="largest band gain of the network (above 1 it can undo the "
+                        "statistical suppression; with --joint)")
     a = sub.add_parser("export", help="write the plugin's weights file")
     a.add_argument("checkpoint", type=Path)
     a.add_argument("dest", type=Path)
-    a.add_argument("--mix", type=float, nargs=2, default=MIX, metavar=("LEARNED", "STAT"),
-                   help="weights of the learned and the statistical log gain (0..2 each)")
+    a.add_argument("--mix", type=float, nargs=2, metavar=("LEARNED", "STAT"),
+                   help="weights of the learned and the statistical log gain (0..2 each; "
+                        "default: those of --joint in training, else %s)" % (MIX,))
     args = ap.parse_args(argv)
     if args.cmd == "data":
-        make_data(args.out, args.utts, args.draws, args.seed, args.jobs)
+        make_data(args.out, args.utts, args.draws, args.seed, args.jobs, tuple(args.snr))
     elif args.cmd == "fit":
-        fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads, args.init)
+        fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads, args.init,
+            tuple(args.joint) if args.joint else None, args.gain_max)
     else:
-        export(args.checkpoint, args.dest, tuple(args.mix))
+        export(args.checkpoint, args.dest, tuple(args.mix) if args.mix else None)
 
 
 if __name__ == "__main__":

@@ -318,6 +318,28 @@ def test_a_bad_weights_file_is_a_clear_error(tmp_path):
         rtengine.Engine([{"plugin": "denoise", "options": {"gains": "magic"}}])
 
 
+def test_the_learned_gains_never_amplify():
+    """A network whose band gains may exceed 1 (to undo the statistical stage's
+    suppression) still never raises a bin above the input: asked for +40 dB
+    everywhere, it passes the noise below 8 kHz unchanged."""
+    from plugins.denoise import gain_model
+    from rtengine.data.speech import make_noise
+    from rtengine.denoise_train import kernel_run
+    model = dict(gain_model())
+    model.update(w2=np.zeros_like(model["w2"]), b2=np.full_like(model["b2"], 30.0),
+                 gain_max=np.float32(100.0), mix_learned=np.float32(1.0),
+                 mix_statistical=np.float32(0.0))
+    x = 0.1 * make_noise("pink", 48000 * 2, 48000, seed=4)
+    y, _, gains = kernel_run(x, model, use=True)
+    assert gains.min() > 99.0                             # the network asks for +40 dB
+    lat = 480
+    rx, ry = np.sqrt(np.mean(x[24000:-lat] ** 2)), np.sqrt(np.mean(y[24000 + lat:] ** 2))
+    assert 0.8 < ry / rx <= 1.0 + 1e-6
+    bad = dict(model, gain_max=np.float32(0.5))
+    with pytest.raises(ValueError, match="gain_max"):
+        kernel_run(x[:4800], bad, use=True)
+
+
 def test_below_16_khz_the_statistical_gains_run_alone():
     it = noisy_set(snrs=(5,), noises=("pink",), n_utts=1, sample_rate=8000, seed=3)[0]
     outs = [rtengine.Engine([{"plugin": "denoise", "options": {"gains": g}}], sample_rate=8000,

@@ -115,12 +115,12 @@ void rtk_dn_unplan(double *st)
 
 /* The learned band gains (layout in rtk.h): per frame, features of the
  * statistical stage in bands up to 8 kHz go through a GRU whose sigmoid
- * outputs are band gains; interpolated across the bins, they are combined with
+ * outputs, times the model's largest gain, are band gains; interpolated across the bins, they are combined with
  * the statistical gain in the log domain, with weights from the model file
  * (above 8 kHz the statistical gain alone).  The network's weights are in the state; it runs in place. */
 typedef struct {
     int32_t nb, nf, hid, top, use;
-    double mix_l, mix_s;
+    double mix_l, mix_s, gmax;
     const double *edges, *lo, *w, *mu, *sd, *w1, *b1, *wih, *bih, *whh, *bhh, *w2, *b2;
     double *h, *x, *gi, *gh, *feat, *gb, *lgs;
 } dn_net;
@@ -140,6 +140,7 @@ static int dn_net_view(double *st, int32_t k, dn_net *m)
     m->use = p[4] >= 0.5;
     m->mix_l = p[5];
     m->mix_s = p[6];
+    m->gmax = p[7];
     const int64_t nb = m->nb, nf = m->nf, hid = m->hid;
     p += RTK_DNL_HDR;
     m->edges = p; p += nb + 1;
@@ -227,7 +228,7 @@ static void dn_net_run(dn_net *m, const double *pw, const double *lam, const dou
         const double *row = m->w2 + (int64_t)b * hid;
         double s = m->b2[b];
         for (int32_t i = 0; i < hid; i++) s += row[i] * m->h[i];
-        m->gb[b] = sigm(s);
+        m->gb[b] = m->gmax * sigm(s);
     }
 }
 
@@ -332,6 +333,7 @@ static void dn_gains(double *st, const dn_view *v, double amount, double floor_d
             const double gl = (1.0 - m.w[i]) * m.gb[lo] + m.w[i] * m.gb[lo + 1];
             lg = m.mix_s * lg + m.mix_l * (gl > 1e-6 ? log(gl) : LN_GL_MIN);
             if (lg < ln_gmin) lg = ln_gmin;
+            if (lg > 0.0) lg = 0.0;
         }
         v->g[i] = exp(amount * lg);
     }

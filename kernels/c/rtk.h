@@ -196,7 +196,9 @@ void rtk_master(double *state, float *io, int32_t nch, int32_t stride,
  *   [0] bands NB, [1] features NF = 4 NB, [2] GRU units HID, [3] first bin above
  *   the top band, [4] in use (0: the features are computed, not applied),
  *   [5] [6] weights of the learned and the statistical log gain in the applied
- *   one, [7] reserved; band edges in bins (NB + 1); per bin the band centre at or
+ *   one (which never exceeds 0: no bin is amplified), [7] the network's largest band
+ *   gain (its sigmoid outputs scaled: above 1 it can undo the statistical stage's
+ *   suppression); band edges in bins (NB + 1); per bin the band centre at or
  *   below it and the next one's weight (2 K); feature mean and deviation
  *   (2 NF); input layer HID x NF, HID; GRU input and recurrent weights
  *   (3 HID x HID each, then their biases 3 HID, gates r z n); output layer
