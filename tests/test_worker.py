@@ -197,24 +197,29 @@ def _convex_dry_wet(y, dry):
 
 
 def test_a_late_worker_gives_time_aligned_dry_and_the_audio_thread_never_waits():
-    SlowHalf.delay = 0.004                      # 4 ms per 64-frame chunk (1.3 ms of audio)
-    try:
-        e = rtengine.Engine([("test_slow_half", {})], SR, 64, 2)
-        x = music_like(2, SR)
-        y = e.render_on_native_thread(x, 64)    # blocks back to back, workers on threads
-        native = e.last_native_seconds
-        c = e.worker_counters["test_slow_half"]
-    finally:
-        SlowHalf.delay = 0.0
-    # 750 blocks in far less time than the worker needs for even a tenth of them
-    assert native < 0.075 * 750 * 0.004, f"the native thread took {native:.3f} s"
-    assert np.isfinite(y).all()
-    ratio = _convex_dry_wet(y, x)
-    missed = np.isclose(ratio, 1.0, atol=1e-6).sum() / ratio.size
-    assert missed > 0.5, "expected most samples to fall back to dry"
-    assert c["miss_samples"] > SR // 2 and c["miss_blocks"] > 300
+    # the worker gets its first 4 ms slot within the native run unless the VM
+    # stalls its thread for all of it: then the run is repeated (at most 3 runs)
+    for _attempt in range(3):
+        SlowHalf.delay = 0.004                  # 4 ms per 64-frame chunk (1.3 ms of audio)
+        try:
+            e = rtengine.Engine([("test_slow_half", {})], SR, 64, 2)
+            x = music_like(2, SR)
+            y = e.render_on_native_thread(x, 64)    # blocks back to back, workers on threads
+            native = e.last_native_seconds
+            c = e.worker_counters["test_slow_half"]
+        finally:
+            SlowHalf.delay = 0.0
+        # 750 blocks in far less time than the worker needs for even a tenth of them
+        assert native < 0.075 * 750 * 0.004, f"the native thread took {native:.3f} s"
+        assert np.isfinite(y).all()
+        ratio = _convex_dry_wet(y, x)
+        missed = np.isclose(ratio, 1.0, atol=1e-6).sum() / ratio.size
+        assert missed > 0.5, "expected most samples to fall back to dry"
+        assert c["miss_samples"] > SR // 2 and c["miss_blocks"] > 300
+        if c["chunks_done"] >= 1:
+            break
     # whatever the worker delivered in time came out (time-aligned, halved)
-    assert c["chunks_done"] >= 1
+    assert c["chunks_done"] >= 1, "the worker did not run once in 3 native runs"
 
 
 def test_a_worker_that_keeps_up_misses_nothing_live():
