@@ -29,7 +29,6 @@ class JackLink:
 
     def __init__(self, be, ctl, mapper):
         self.be, self.ctl, self.mapper = be, ctl, mapper
-        self.resent = 0
 
     @property
     def errors(self):
@@ -52,7 +51,6 @@ class JackLink:
                 f"controller and the engine: {before} -> {now}")
             if time.monotonic() > resend and now[1] >= before[1] + 100 and (
                     now[2] > before[2] or now[3] > before[3]):
-                self.resent += 1
                 assert self.ctl.send_midi([msg]) == 1
                 before, resend = now, time.monotonic() + 1
             time.sleep(0.001)
