@@ -45,7 +45,7 @@ class Denoise(Processor):
     kernel = "denoise"
     params = (
         Param("amount", "Amount", 0.0, 1.0, 1.0, smoothing_ms=20.0),
-        Param("floor_db", "Floor", -100.0, 0.0, -25.0, "dB"),
+        Param("floor_db", "Floor", -100.0, 0.0, -35.0, "dB"),
         Param("adapt_s", "Noise tracking window", 0.5, 10.0, 3.0, "s", scale="log"),
         toggle("learn", "Learn noise", False),
     )
@@ -73,6 +73,8 @@ class Denoise(Processor):
                               f"{', '.join(RESAMPLE)}, got {options['resample']!r}")
         if cls is Denoise and mode == "neural":
             return super().__new__(NeuralDenoise)
+        if cls is Denoise and options.get("gains") == "statistical":
+            return super().__new__(StatisticalDenoise)
         return super().__new__(cls)
 
     @property
@@ -88,6 +90,15 @@ class Denoise(Processor):
 
     def reset(self):
         layout.denoise_reset(self.state)
+
+
+class StatisticalDenoise(Denoise):
+    """The spectral mode with ``options.gains = "statistical"`` (constructed through
+    ``Denoise``).  Its default floor stays -25 dB: alone, the estimator gains nothing from
+    a deeper one (on the development set at -35 dB: STOI 0.009 lower at -5 dB SNR, PESQ
+    within 0.04), where the learned band gains do (rtengine/models/denoise-gru.md)."""
+    params = tuple(Param("floor_db", "Floor", -100.0, 0.0, -25.0, "dB")
+                   if p.id == "floor_db" else p for p in Denoise.params)
 
 
 class NeuralDenoise(WorkerProcessor, Denoise):

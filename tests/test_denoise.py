@@ -15,7 +15,8 @@ SNRS = (-5, 0, 5, 10, 15)
 TRACKABLE = ("white", "pink", "brown", "hum", "hvac", "nonstationary", "loop_3d_printer")
 ALL = TRACKABLE + ("crackle", "babble")
 # the learned gains over the statistical ones on unseen development speech (measured with
-# the shipped weights: SI-SDR 11.34 against 9.23 dB, STOI 0.877 against 0.820)
+# the shipped weights and default floors: SI-SDR 11.45 against 9.23 dB, STOI 0.878 against
+# 0.820)
 LEARNED_SI_SDR_GAIN, LEARNED_STOI_GAIN = 0.75, 0.025
 
 
@@ -163,6 +164,11 @@ def test_parameters_are_mappable_and_bounded():
     y = denoise(it.noisy, floor_db=-6.0)
     resid = 10 * np.log10(np.mean(y.astype(float) ** 2) / np.mean(it.noisy.astype(float) ** 2))
     assert resid >= -6.5, f"a -6 dB floor took the level down by {resid:.1f} dB"
+    # the default floor follows the gains: -35 dB with the learned ones, -25 alone
+    floors = {g: rtengine.Engine([{"plugin": "denoise", "options": {"gains": g}}],
+                                 sample_rate=SR, block_size=128, channels=1).get("denoise.floor_db")
+              for g in ("learned", "statistical")}
+    assert floors == {"learned": -35.0, "statistical": -25.0}, floors
 
 
 # ---- neural mode ------------------------------------------------------------------
@@ -342,7 +348,9 @@ def test_the_learned_gains_never_amplify():
 
 def test_below_16_khz_the_statistical_gains_run_alone():
     it = noisy_set(snrs=(5,), noises=("pink",), n_utts=1, sample_rate=8000, seed=3)[0]
-    outs = [rtengine.Engine([{"plugin": "denoise", "options": {"gains": g}}], sample_rate=8000,
+    # the same floor for both (their defaults differ: -35 and -25 dB)
+    outs = [rtengine.Engine([{"plugin": "denoise", "options": {"gains": g},
+                              "params": {"floor_db": -30.0}}], sample_rate=8000,
                             block_size=64, channels=1).render(it.noisy[None, :])
             for g in ("learned", "statistical")]
     np.testing.assert_array_equal(outs[0], outs[1])
