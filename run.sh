@@ -70,7 +70,7 @@ case "$cmd" in
         exec .venv/bin/rtengine demo "${@:-out}" ;;
     test)
         system_packages; python_env
-        exec .venv/bin/python -m pytest -q "$@" ;;
+        exec .venv/bin/python -m pytest -q --durations=15 "$@" ;;
     setup)
         system_packages; python_env ;;
     *)
