@@ -27,7 +27,7 @@ can undo the statistical stage's suppression, then more low-SNR examples::
     nohup python -m rtengine.denoise_train fit --out runs/joint --minutes 16 --lr 1e-3 \
         --init STAGE1.npz --joint 1.0 0.6 --gain-max 10 > dn.out &
     python -m rtengine.denoise_train data --out runs/denoise --seed 12 --snr -10 5  # adds
-    python -m rtengine.denoise_train export ... --mix 0.8 0.8
+    python -m rtengine.denoise_train export ... --mix 0.8 0.7   # with the -35 dB default floor
 
 To go on from the shipped weights on another machine (``runs/`` is not kept in git)::
 
@@ -198,16 +198,12 @@ def net_from_weights(model: dict):
 
 def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: int = 2,
         init: Path | None = None, joint: tuple[float, float] | None = None,
-        gain_max: float = 1.0, over: float = 1.0, energy: float = 0.0) -> None:
+        gain_max: float = 1.0) -> None:
     """Train; with ``joint`` = (learned, statistical) mix weights the loss is taken on the
     gain the plugin applies (the band's statistical log gain and the network's mixed with
     those weights, at the floor), so the network learns to correct the statistical gain
     rather than to estimate the ideal gain alone.  ``gain_max`` (> 1) lets the network's
-    band gains exceed 1, so they can undo the statistical stage's suppression.  ``over``
-    weighs cells where the gain falls below the ideal one (speech suppressed) against those
-    above it (noise left); ``energy`` adds a loss on compressed magnitudes (|gain x input|
-    to the power 0.3 against |ideal gain x input| to the same power), which weighs each
-    cell by its input level, so loud speech counts more than quiet noise-only cells."""
+    band gains exceed 1, so they can undo the statistical stage's suppression."""
     import torch
     torch.set_num_threads(threads)
     d = np.load(out / "data.npz")
@@ -254,16 +250,7 @@ def fit(out: Path, minutes: float, batch: int, crop: int, lr: float, threads: in
 
     def loss_of(p, y, f):
         p = applied(p, f)
-        w = 1.0 if over == 1.0 else torch.where(p < y, over, 1.0)
-        loss = (w * (p.sqrt() - y.sqrt()) ** 2).mean() + 0.5 * (w * (p - y) ** 2).mean()
-        if energy:
-            # log10 input band power up to the example's noise level: posterior SNR plus
-            # the noise's band shape; to the power 0.3, normalised per example
-            lv = 0.3 * math.log(10) * (f[..., :nb] + f[..., 2 * nb:3 * nb])
-            e = torch.exp(lv - lv.amax(dim=(-2, -1), keepdim=True))
-            e = e / e.mean(dim=(-2, -1), keepdim=True)
-            loss = loss + energy * (e * (p.clamp_min(1e-6) ** 0.3 - y ** 0.3) ** 2).mean()
-        return loss
+        return ((p.sqrt() - y.sqrt()) ** 2).mean() + 0.5 * ((p - y) ** 2).mean()
 
     rng = np.random.default_rng(step)
     t0 = time.time()
@@ -356,11 +343,6 @@ def main(argv=None) -> None:
     a.add_argument("--gain-max", type=float, default=1.0,
                    help="largest band gain of the network (above 1 it can undo the "
                         "statistical suppression; with --joint)")
-    a.add_argument("--over", type=float, default=1.0,
-                   help="weight of cells where the gain is below the ideal one (speech "
-                        "suppressed), against 1 for those above it")
-    a.add_argument("--energy", type=float, default=0.0,
-                   help="weight of a loss on compressed magnitudes (cells weighed by level)")
     a = sub.add_parser("export", help="write the plugin's weights file")
     a.add_argument("checkpoint", type=Path)
     a.add_argument("dest", type=Path)
@@ -372,7 +354,7 @@ def main(argv=None) -> None:
         make_data(args.out, args.utts, args.draws, args.seed, args.jobs, tuple(args.snr))
     elif args.cmd == "fit":
         fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads, args.init,
-            tuple(args.joint) if args.joint else None, args.gain_max, args.over, args.energy)
+            tuple(args.joint) if args.joint else None, args.gain_max)
     else:
         export(args.checkpoint, args.dest, tuple(args.mix) if args.mix else None)
 

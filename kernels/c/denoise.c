@@ -115,9 +115,10 @@ void rtk_dn_unplan(double *st)
 
 /* The learned band gains (layout in rtk.h): per frame, features of the
  * statistical stage in bands up to 8 kHz go through a GRU whose sigmoid
- * outputs, times the model's largest gain, are band gains; interpolated across the bins, they are combined with
- * the statistical gain in the log domain, with weights from the model file
- * (above 8 kHz the statistical gain alone).  The network's weights are in the state; it runs in place. */
+ * outputs, times the model's largest gain, are band gains; interpolated
+ * across the bins, they are combined with the statistical gain in the log
+ * domain, with weights from the model file (above 8 kHz the statistical gain
+ * alone).  The network's weights are in the state; it runs in place. */
 typedef struct {
     int32_t nb, nf, hid, top, use;
     double mix_l, mix_s, gmax;
