@@ -134,6 +134,45 @@ def test_3341_cases_15_19_true_peak(case, freq_div, amp, phase, want, sr, impl):
         assert r.sample_peak_db < want - 0.5
 
 
+def case_20_23(sr, offset, seconds=1.0):
+    """Tech 3341 cases 20-23: a tone at fs/6 of amplitude 0.5 that holds, between
+    two of its rising zero crossings, one period of fs/4 at amplitude 1.0 (phase
+    continuous on both sides), synthesised at 4 fs, low-pass (anti-alias)
+    filtered and taken down to fs starting ``offset`` samples (at 4 fs) in, with
+    10 ms fades.  Returns the stereo signal at fs and the filtered one at 4 fs."""
+    from scipy.signal import firwin
+    up, n = 4 * sr, int(seconds * 4 * sr)
+    p6, p4 = 24, 16                      # the two periods, in samples at 4 fs
+    at = (n // 2) // p6 * p6             # a rising zero crossing of the fs/6 tone
+    x = 0.5 * np.sin(2 * np.pi * np.arange(n) / p6)
+    x[at:at + p4] = np.sin(2 * np.pi * np.arange(p4) / p4)
+    x[at + p4:] = 0.5 * np.sin(2 * np.pi * np.arange(n - at - p4) / p6)
+    fade = int(0.01 * up)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)
+    x[:fade] *= ramp
+    x[-fade:] *= ramp[::-1]
+    lowpass = firwin(1023, 0.49 * sr, fs=up, window=("kaiser", 12.0))
+    y = np.convolve(x, lowpass, mode="same")          # linear phase, centred
+    return np.tile(y[offset::4], (2, 1)).astype(np.float32), y
+
+
+@pytest.mark.parametrize("case", [20, 21, 22, 23])
+@pytest.mark.parametrize("sr", [44100, 48000])
+def test_3341_cases_20_23_peak_between_samples(case, sr, impl):
+    """The same peak read through four sample phases: 0.0 +0.2/-0.4 dBTP each
+    time (the low pass leaves the 4 fs signal's peak at -0.13 dB), while the
+    sample peak ranges from -0.13 (case 20 keeps the peak sample) to -2.5 dBFS."""
+    x, at_4fs = case_20_23(sr, case - 20)
+    r = measure(x, sr, impl)
+    assert 0.0 - TP_MINUS <= r.true_peak_db <= 0.0 + TP_PLUS, (
+        f"case {case} at {sr} Hz: true peak {r.true_peak_db:.3f} dBTP, expected 0.0 "
+        f"+{TP_PLUS}/-{TP_MINUS} (sample peak {r.sample_peak_db:.2f} dBFS)")
+    near(r.true_peak_db, 20 * math.log10(np.abs(at_4fs).max()), 0.05,
+         f"case {case}: true peak against the 4 fs signal's peak")
+    if case in (21, 22, 23):             # the samples straddle the peak
+        assert r.sample_peak_db < r.true_peak_db - 0.3
+
+
 # ---- Tech 3342: loudness range ---------------------------------------------------------
 @pytest.mark.parametrize("case,levels,want", [
     (1, [-20, -30], 10.0),
