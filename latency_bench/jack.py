@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--periods", default="64,128", help="JACK periods (default 64,128)")
     p.add_argument("--rounds", type=int, default=6,
                    help="split each run into this many rounds, interleaved between the two "
-                        "clients so slow drifts of the machine hit both alike (default 6)")
+                        "clients, every other round in the reverse order, so slow drifts of "
+                        "the machine hit both alike (default 6)")
     p.add_argument("--quick", action="store_true", help="2 s runs (for tests)")
     p.add_argument("--realtime", action="store_true",
                    help="run jackd with real-time scheduling (needs the right to use it)")
@@ -92,6 +93,7 @@ def one_run(server, system: str, hog: bool, seconds: float, music: np.ndarray) -
         time.sleep(0.5)                       # the graph settles
         col = _Collector(recent, stats)
         x0, d0 = stats().xruns, stats().deadline_misses
+        mark = server.log_mark()
         player.arm()
         if th:
             sys.setswitchinterval(0.005)
@@ -102,6 +104,7 @@ def one_run(server, system: str, hog: bool, seconds: float, music: np.ndarray) -
             col.poll()
         st = stats()
         t = col.all()
+        causes = server.xrun_causes(mark, server.log_mark())
     finally:
         stop.set()
         if th:
@@ -109,8 +112,13 @@ def one_run(server, system: str, hog: bool, seconds: float, music: np.ndarray) -
         sys.setswitchinterval(old)
         player.close()
         client.close()
+    name = "rtengine" if system == "rtengine" else "passthrough"
     return {"system": system, "hog": hog, "seconds": seconds, "xruns": int(st.xruns - x0),
-            "deadline_misses": int(st.deadline_misses - d0), "times": t}
+            "deadline_misses": int(st.deadline_misses - d0), "times": t,
+            "server_late": causes.server_late,
+            "not_started": causes.not_started[name], "overran": causes.overran[name],
+            "blamed": causes.blamed(name),
+            "player_late": causes.not_started["player"] + causes.overran["player"]}
 
 
 def summarise(rounds: list[dict]) -> dict:
@@ -122,6 +130,10 @@ def summarise(rounds: list[dict]) -> dict:
             "cycles": len(t), "xruns": sum(r["xruns"] for r in rounds),
             "xruns_per_round": [r["xruns"] for r in rounds],
             "deadline_misses": sum(r["deadline_misses"] for r in rounds),
+            # who jackd blamed (its log): its own late start, the client thread not yet
+            # scheduled, the client still in its callback (its own doing), the player
+            **{k: sum(r[k] for r in rounds)
+               for k in ("server_late", "not_started", "overran", "blamed", "player_late")},
             "callback_us_median": float(np.median(t)) if t.size else None,
             "callback_us_p99": float(np.percentile(t, 99)) if t.size else None,
             "callback_us_max": float(t.max()) if t.size else None,
@@ -151,9 +163,13 @@ def run(args) -> int:
         budget = 1e6 * period / RATE
         with PrivateJackd(RATE, period, realtime=args.realtime) as server:
             got: dict = {}
-            for _ in range(rounds):
-                for hog in (False, True):
-                    for system in ("passthrough", "rtengine"):
+            for i in range(rounds):
+                # every other round in the reverse order (ABBA), so that load on the
+                # machine that grows or fades during the run falls on both clients alike
+                flip = i % 2 == 1
+                for hog in (True, False) if flip else (False, True):
+                    for system in ("rtengine", "passthrough") if flip else \
+                            ("passthrough", "rtengine"):
                         got.setdefault((hog, system), []).append(
                             one_run(server, system, hog, seconds / rounds, sig))
             rows = []
@@ -162,7 +178,9 @@ def run(args) -> int:
                 r["budget_us"] = budget
                 rows.append(r)
                 print(f"  period {period:4d}  {'hog ' if hog else 'idle'}  {system:12s} "
-                      f"xruns {r['xruns']:3d} {r['xruns_per_round']}  deadline misses "
+                      f"xruns {r['xruns']:3d} {r['xruns_per_round']} (server late "
+                      f"{r['server_late']}, player {r['player_late']}, client not started "
+                      f"{r['not_started']}, client overran {r['overran']})  deadline misses "
                       f"{r['deadline_misses']:3d}  callback median "
                       f"{r['callback_us_median']:.1f} us  p99 {r['callback_us_p99']:.1f} us  "
                       f"max {r['callback_us_max']:.1f} us (budget {budget:.0f} us)", flush=True)
@@ -171,13 +189,41 @@ def run(args) -> int:
              next(r["xruns"] for r in rows if r["system"] == "passthrough" and r["hog"])
              for p, rows in report["runs"].items()}
     report["xruns_added_with_hog"] = added
+    # the xruns jackd put on the client under test (not started or still in its
+    # callback at the next cycle), not on its own late start or on the player
+    blamed = {p: next(r["blamed"] for r in rows if r["system"] == "rtengine" and r["hog"]) -
+              next(r["blamed"] for r in rows if r["system"] == "passthrough" and r["hog"])
+              for p, rows in report["runs"].items()}
+    report["xruns_blamed_added_with_hog"] = blamed
+    spread = {p: _paired(rows) for p, rows in report["runs"].items()}
+    report["xruns_added_per_round_with_hog"] = spread
     print(f"xruns added by the engine over the pass-through client, with the hog: {added}")
+    print(f"of them put by the server on the client under test, engine less pass-through, "
+          f"with the hog: {blamed}")
+    for p, d in spread.items():
+        if d["ci95"] is not None:
+            print(f"  period {p}: added per round {d['mean']:+.1f}, 95% interval "
+                  f"[{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] over {d['rounds']} rounds")
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "jack_rt" if args.realtime else "jack"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     _plot(report, args.out / f"{stem}.png")
     print(f"saved {args.out / (stem + '.json')} and {args.out / (stem + '.png')}")
     return 0
+
+
+def _paired(rows: list[dict]) -> dict:
+    """Engine less pass-through xruns per round, with the hog: the mean and its 95%
+    interval (Student's t), rounds being paired in time."""
+    from scipy.stats import t as student
+    eng = next(r for r in rows if r["system"] == "rtengine" and r["hog"])["xruns_per_round"]
+    base = next(r for r in rows if r["system"] == "passthrough" and r["hog"])["xruns_per_round"]
+    d = np.asarray(eng, float) - np.asarray(base, float)
+    out = {"rounds": int(d.size), "mean": float(d.mean()), "ci95": None}
+    if d.size > 1:
+        half = float(student.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+        out["ci95"] = [out["mean"] - half, out["mean"] + half]
+    return out
 
 
 def _plot(report: dict, path: Path) -> None:

@@ -128,16 +128,22 @@ def _job(args):
 
 
 def make_data(out: Path, n_utts: int, draws: int, seed: int, jobs: int,
-              snr: tuple[float, float] = (-5.0, 20.0)) -> None:
-    """Examples from development speech, each utterance with ``draws`` noises at an SNR
-    uniform in ``snr``.  Examples already in OUT/data.npz are kept (more are added)."""
+              snr: tuple[float, float] = (-5.0, 20.0), noises=None) -> None:
+    """Examples from development speech, each utterance with ``draws`` noises (drawn from
+    ``noises``, by default every installed one) at an SNR uniform in ``snr``.  Examples
+    already in OUT/data.npz are kept (more are added)."""
     from concurrent.futures import ProcessPoolExecutor
     held = {f for u in speech.utterances(EVAL_UTTS["split"], EVAL_UTTS["n"],
                                          EVAL_UTTS["seconds"], sample_rate=SR,
                                          seed=EVAL_UTTS["seed"]) for f in u.files}
     utts = [u for u in speech.utterances("dev", n_utts or None, 4.0, sample_rate=SR, seed=seed)
             if not held & set(u.files)]
-    noises = speech.available_noises()
+    have = speech.available_noises()
+    unknown = sorted(set(noises or ()) - set(have))
+    if unknown:
+        raise SystemExit(f"data --noises: no noise named {', '.join(unknown)}; there are "
+                         f"{', '.join(have)}")
+    noises = list(noises) if noises else list(have)
     rng = np.random.default_rng(seed)
     work = []
     for i, u in enumerate(utts):
@@ -329,6 +335,8 @@ def main(argv=None) -> None:
     a.add_argument("--jobs", type=int, default=2)
     a.add_argument("--snr", type=float, nargs=2, default=(-5.0, 20.0), metavar=("LO", "HI"),
                    help="SNR range in dB (default -5 20)")
+    a.add_argument("--noises", nargs="+", default=None, metavar="NAME",
+                   help="draw from these noises only (default: every installed one)")
     a = sub.add_parser("fit", help="train (resumes from OUT/last.pt)")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--minutes", type=float, default=30.0)
@@ -351,7 +359,8 @@ def main(argv=None) -> None:
                         "default: those of --joint in training, else %s)" % (MIX,))
     args = ap.parse_args(argv)
     if args.cmd == "data":
-        make_data(args.out, args.utts, args.draws, args.seed, args.jobs, tuple(args.snr))
+        make_data(args.out, args.utts, args.draws, args.seed, args.jobs, tuple(args.snr),
+                  args.noises)
     elif args.cmd == "fit":
         fit(args.out, args.minutes, args.batch, args.crop, args.lr, args.threads, args.init,
             tuple(args.joint) if args.joint else None, args.gain_max)

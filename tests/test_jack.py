@@ -195,8 +195,9 @@ def test_server_that_goes_away_is_reported(server):
     be.close()                                          # returns, does not hang
 
 
-def count_xruns(server, make, seconds, hog):
-    """xruns of one client type over `seconds`, with or without a GIL hog."""
+def count_xruns(server, make, seconds, hog, causes=False):
+    """xruns of one client type over `seconds`, with or without a GIL hog (and,
+    with ``causes``, whom the server blamed for them: XrunCauses)."""
     client = make()
     stop = time.monotonic() + seconds + 1.0
     old = sys.getswitchinterval()
@@ -210,11 +211,13 @@ def count_xruns(server, make, seconds, hog):
         client.activate_and_connect()
         time.sleep(0.5)                                  # graph settles
         base = client.stats().xruns
+        mark = server.log_mark()
         if th:
             sys.setswitchinterval(0.05)
             th.start()
         time.sleep(seconds)
-        return client.stats().xruns - base, client.stats()
+        got = (client.stats().xruns - base, client.stats())
+        return got + (server.xrun_causes(mark, server.log_mark()),) if causes else got
     finally:
         if th:
             th.join()
@@ -310,19 +313,35 @@ def server128():
 
 def test_gil_hog_adds_no_xruns(server128):
     server = server128
-    # alternate the two set-ups so that load from elsewhere on the machine
-    # falls on both alike
     seconds, rounds = 2.0, 3
-    base_xruns = eng_xruns = 0
+    base_xruns = eng_xruns = base_blamed = eng_blamed = 0
     added = []
-    for _ in range(rounds):
-        base = count_xruns(server, lambda: _Thru(server), seconds, hog=True)[0]
-        n, stats = count_xruns(server, lambda: _Engine(server), seconds, hog=True)
+
+    def engine():
+        n, stats, causes = count_xruns(server, lambda: _Engine(server), seconds, hog=True,
+                                       causes=True)
+        return n, stats, causes.blamed("rtengine")
+
+    def baseline():
+        n, _, causes = count_xruns(server, lambda: _Thru(server), seconds, hog=True,
+                                   causes=True)
+        return n, causes.blamed("baseline")
+
+    for i in range(rounds):
+        # every other round the engine goes first (A B B A): load on the machine that
+        # grows or fades during the test falls on both alike
+        if i % 2:
+            (n, stats, eb), (base, bb) = engine(), baseline()
+        else:
+            (base, bb), (n, stats, eb) = baseline(), engine()
         base_xruns += base
         eng_xruns += n
+        base_blamed += bb
+        eng_blamed += eb
         added.append(n - base)
     print(f"xruns with a GIL hog over {rounds} x {seconds} s: engine {eng_xruns}, "
-          f"pass-through {base_xruns}, added per round {added} "
+          f"pass-through {base_xruns}, added per round {added}; of them the server put "
+          f"{eng_blamed} on the engine's client, {base_blamed} on the pass-through client "
           f"(real-time jackd: {server.realtime})")
     assert stats.cycles > 0.9 * seconds * 48000 / 128 * 0.5
     # A callback that needed the GIL would wait out the hog's 50 ms switch
@@ -337,10 +356,19 @@ def test_gil_hog_adds_no_xruns(server128):
     assert sorted(added)[rounds // 2] <= slack // 2, (
         f"engine: {eng_xruns} xruns with a GIL hog, pass-through client: {base_xruns}, "
         f"added per round {added}")
-    # the control shows the measurement sees a callback that takes the GIL
-    gil_xruns = count_xruns(server, lambda: _GilClient(server), seconds, hog=True)[0]
-    print(f"a callback that takes the GIL, one round: {gil_xruns} xruns")
+    # the control shows the measurement sees a callback that takes the GIL, and
+    # that the server puts those xruns on that client
+    gil_xruns, _, gil = count_xruns(server, lambda: _GilClient(server), seconds, hog=True,
+                                    causes=True)
+    print(f"a callback that takes the GIL, one round: {gil_xruns} xruns, "
+          f"{gil.blamed('gil_control')} put on it")
     assert gil_xruns >= 40 > base_xruns / rounds + slack
+    assert gil.blamed("gil_control") >= 0.5 * gil_xruns
+    # what the server puts on the engine's client: no more than on the pass-through
+    # client in its place, within the noise (the GIL would add some 40 a round)
+    assert eng_blamed <= base_blamed + slack, (
+        f"the server put {eng_blamed} xruns on the engine's client, {base_blamed} on the "
+        f"pass-through client")
     assert stats.callback_us_p99 < 2667 / 4, "callback p99 should be far below one period"
 
 
@@ -375,3 +403,21 @@ def test_a_new_period_re_prepares_the_chain(server):
         assert be.stats().cycles > before and not be.server_gone
     finally:
         be.close()
+
+
+def test_xrun_causes_read_from_the_server_log():
+    """jackd2's own words for an xrun, sorted by whom they blame."""
+    from rtengine.backends.jackd import XrunCauses
+    log = "\n".join([
+        "JackTimedDriver::Process XRun = 1830 usec",
+        "JackEngine::XRun: client = rtengine was not finished, state = Running",
+        "JackEngine::XRun: client = rtengine was not finished, state = Triggered",
+        "JackEngine::XRun: client = player was not finished, state = Triggered",
+        "JackEngine::XRun: client my client finished after current callback",
+        "JackAudioDriver::ProcessGraphAsyncMaster: Process error",
+        "JackTimedDriver::Process XRun = 90 usec"])
+    c = XrunCauses.parse(log)
+    assert c.server_late == 2
+    assert c.overran == {"rtengine": 1, "my client": 1}
+    assert c.not_started == {"rtengine": 1, "player": 1}
+    assert c.as_dict()["overran"]["rtengine"] == 1
