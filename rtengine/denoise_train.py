@@ -20,13 +20,16 @@ Runs in the background with checkpoints and a log, and resumes::
     python -m rtengine.denoise_train export runs/denoise/best.pt rtengine/models/denoise-gru.npz \
         --mix 0.6 0.6
 
-The shipped weights came from two more stages (the model card has the figures): the loss
+The shipped weights came from three more stages (the model card has the figures): the loss
 taken on the gain the plugin applies (``--joint``), with band gains up to 10 so the network
-can undo the statistical stage's suppression, then more low-SNR examples::
+can undo the statistical stage's suppression, then more low-SNR examples, then more of the
+stationary noises::
 
     nohup python -m rtengine.denoise_train fit --out runs/joint --minutes 16 --lr 1e-3 \
         --init STAGE1.npz --joint 1.0 0.6 --gain-max 10 > dn.out &
     python -m rtengine.denoise_train data --out runs/denoise --seed 12 --snr -10 5  # adds
+    python -m rtengine.denoise_train data --out runs/denoise --seed 13 --snr -10 10 \
+        --noises white pink brown hum hvac                                      # adds
     python -m rtengine.denoise_train export ... --mix 0.8 0.7   # with the -35 dB default floor
 
 To go on from the shipped weights on another machine (``runs/`` is not kept in git)::
