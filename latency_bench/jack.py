@@ -130,8 +130,8 @@ def summarise(rounds: list[dict]) -> dict:
             "cycles": len(t), "xruns": sum(r["xruns"] for r in rounds),
             "xruns_per_round": [r["xruns"] for r in rounds],
             "deadline_misses": sum(r["deadline_misses"] for r in rounds),
-            # who jackd blamed (its log): its own late start, the client thread not yet
-            # scheduled, the client still in its callback (its own doing), the player
+            # whom jackd blamed (its log): its own late start, the client under test (not
+            # started on the cycle, or still in its callback, at the next one), the player
             **{k: sum(r[k] for r in rounds)
                for k in ("server_late", "not_started", "overran", "blamed", "player_late")},
             "callback_us_median": float(np.median(t)) if t.size else None,

@@ -102,7 +102,7 @@ class XrunCauses:
     """The xruns jackd (jackd2) logged, by cause.
 
     - ``server_late``: the server's own cycle started late (its timer thread woke
-      late): no client had a part in it.
+      late): put on no client.
     - ``not_started``: per client, cycles where the client had been signalled
       but had not begun the cycle when the next one was due (state Triggered):
       its thread was not scheduled in time, or was still busy elsewhere (a
