@@ -65,6 +65,7 @@ static struct {
     void (*midi_clear_buffer)(void *);
     int (*midi_event_get)(jack_midi_event_t *, void *, uint32_t);
     int (*midi_event_write)(void *, jack_nframes_t, const uint8_t *, size_t);
+    size_t (*midi_max_event_size)(void *);
 } J;
 
 static void rt_jack_quiet(const char *msg) { (void)msg; }   /* errors are returned instead */
@@ -114,6 +115,7 @@ int rt_jack_load(const char *libpath, char *err, int32_t errlen)
     SYM(midi_clear_buffer, "jack_midi_clear_buffer");
     SYM(midi_event_get, "jack_midi_event_get");
     SYM(midi_event_write, "jack_midi_event_write");
+    SYM(midi_max_event_size, "jack_midi_max_event_size");
 #undef SYM
     J.lib = lib;
     J.set_error_function(rt_jack_quiet);
@@ -196,18 +198,30 @@ static void rt_midi_to_ring(void *port_buf, rt_ring *r, uint32_t base, uint64_t 
     }
 }
 
-/* Audio thread: ring records out to a port at frame 0 of this cycle. */
+/* Audio thread: ring records out to a port at frame 0 of this cycle.  A
+ * record that does not fit in what is left of this cycle's port buffer
+ * stays first in the ring for the next cycle, so order is kept and nothing
+ * small is lost behind a burst; only a record longer than an empty port
+ * buffer can ever take is dropped (and counted). */
 static void rt_ring_to_midi(rt_ring *r, void *port_buf, uint64_t *dropped)
 {
     J.midi_clear_buffer(port_buf);
+    size_t room = J.midi_max_event_size(port_buf);
     uint32_t tail = r->tail, head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
     uint8_t msg[RT_MIDI_TX_MAX];
+    int wrote = 0;
     for (int k = 0; k < RT_MIDI_PER_CYCLE && head - tail >= 6; k++) {
         uint32_t size = r->data[(tail + 4) & (RT_MIDI_RING - 1)] |
                         (uint32_t)r->data[(tail + 5) & (RT_MIDI_RING - 1)] << 8;
-        for (uint32_t i = 0; i < size; i++) msg[i] = r->data[(tail + 6 + i) & (RT_MIDI_RING - 1)];
-        if (J.midi_event_write(port_buf, 0, msg, size))
+        if (size > room) {
             __atomic_add_fetch(dropped, 1, __ATOMIC_RELAXED);
+        } else {
+            for (uint32_t i = 0; i < size; i++)
+                msg[i] = r->data[(tail + 6 + i) & (RT_MIDI_RING - 1)];
+            if (!J.midi_event_write(port_buf, 0, msg, size)) wrote++;
+            else if (wrote) break;                      /* this cycle is full: the next */
+            else __atomic_add_fetch(dropped, 1, __ATOMIC_RELAXED);     /* refused when empty */
+        }
         tail += 6 + size;
     }
     __atomic_store_n(&r->tail, tail, __ATOMIC_RELEASE);
