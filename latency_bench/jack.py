@@ -185,14 +185,12 @@ def run(args) -> int:
                       f"{r['callback_us_median']:.1f} us  p99 {r['callback_us_p99']:.1f} us  "
                       f"max {r['callback_us_max']:.1f} us (budget {budget:.0f} us)", flush=True)
             report["runs"][str(period)] = rows
-    added = {p: next(r["xruns"] for r in rows if r["system"] == "rtengine" and r["hog"]) -
-             next(r["xruns"] for r in rows if r["system"] == "passthrough" and r["hog"])
+    added = {p: _hog_cell(rows, "rtengine")["xruns"] - _hog_cell(rows, "passthrough")["xruns"]
              for p, rows in report["runs"].items()}
     report["xruns_added_with_hog"] = added
     # the xruns jackd put on the client under test (not started or still in its
     # callback at the next cycle), not on its own late start or on the player
-    blamed = {p: next(r["blamed"] for r in rows if r["system"] == "rtengine" and r["hog"]) -
-              next(r["blamed"] for r in rows if r["system"] == "passthrough" and r["hog"])
+    blamed = {p: _hog_cell(rows, "rtengine")["blamed"] - _hog_cell(rows, "passthrough")["blamed"]
               for p, rows in report["runs"].items()}
     report["xruns_blamed_added_with_hog"] = blamed
     spread = {p: _paired(rows) for p, rows in report["runs"].items()}
@@ -212,12 +210,17 @@ def run(args) -> int:
     return 0
 
 
+def _hog_cell(rows: list[dict], system: str) -> dict:
+    """One period's summary for `system` with the hog running."""
+    return next(r for r in rows if r["system"] == system and r["hog"])
+
+
 def _paired(rows: list[dict]) -> dict:
     """Engine less pass-through xruns per round, with the hog: the mean and its 95%
     interval (Student's t), rounds being paired in time."""
     from scipy.stats import t as student
-    eng = next(r for r in rows if r["system"] == "rtengine" and r["hog"])["xruns_per_round"]
-    base = next(r for r in rows if r["system"] == "passthrough" and r["hog"])["xruns_per_round"]
+    eng = _hog_cell(rows, "rtengine")["xruns_per_round"]
+    base = _hog_cell(rows, "passthrough")["xruns_per_round"]
     d = np.asarray(eng, float) - np.asarray(base, float)
     out = {"rounds": int(d.size), "mean": float(d.mean()), "ci95": None}
     if d.size > 1:
