@@ -118,7 +118,8 @@ def one_run(server, system: str, hog: bool, seconds: float, music: np.ndarray) -
             "server_late": causes.server_late,
             "not_started": causes.not_started[name], "overran": causes.overran[name],
             "blamed": causes.blamed(name),
-            "player_late": causes.not_started["player"] + causes.overran["player"]}
+            "player_late": causes.not_started["player"] + causes.overran["player"],
+            "audio_thread": st.audio_thread}
 
 
 def summarise(rounds: list[dict]) -> dict:
@@ -130,6 +131,7 @@ def summarise(rounds: list[dict]) -> dict:
             "cycles": len(t), "xruns": sum(r["xruns"] for r in rounds),
             "xruns_per_round": [r["xruns"] for r in rounds],
             "deadline_misses": sum(r["deadline_misses"] for r in rounds),
+            "audio_thread": sorted({r["audio_thread"] for r in rounds}),
             # whom jackd blamed (its log): its own late start, the client under test (not
             # started on the cycle, or still in its callback, at the next one), the player
             **{k: sum(r[k] for r in rounds)
@@ -183,7 +185,8 @@ def run(args) -> int:
                       f"{r['not_started']}, client overran {r['overran']})  deadline misses "
                       f"{r['deadline_misses']:3d}  callback median "
                       f"{r['callback_us_median']:.1f} us  p99 {r['callback_us_p99']:.1f} us  "
-                      f"max {r['callback_us_max']:.1f} us (budget {budget:.0f} us)", flush=True)
+                      f"max {r['callback_us_max']:.1f} us (budget {budget:.0f} us); audio "
+                      f"thread {', '.join(r['audio_thread'])}", flush=True)
             report["runs"][str(period)] = rows
     added = {p: _hog_cell(rows, "rtengine")["xruns"] - _hog_cell(rows, "passthrough")["xruns"]
              for p, rows in report["runs"].items()}

@@ -422,7 +422,8 @@ def status(args) -> int:
               f"{d['deadline_misses']} deadline misses")
         print(f"  callback median {d['callback_us_median']:.1f} us, p99 "
               f"{d['callback_us_p99']:.1f} us, max {d['callback_us_max']:.1f} us "
-              f"(period {1e6 * d['period'] / d['sample_rate']:.0f} us)")
+              f"(period {1e6 * d['period'] / d['sample_rate']:.0f} us)"
+              + (f"; audio thread {d['audio_thread']}" if d.get("audio_thread") else ""))
         for stage, m in d.get("meters", {}).items():
             for line in _meter_lines(stage, m):
                 print(f"  {line}")

@@ -421,3 +421,45 @@ def test_xrun_causes_read_from_the_server_log():
     assert c.overran == {"rtengine": 1, "my client": 1}
     assert c.not_started == {"rtengine": 1, "player": 1}
     assert c.as_dict()["overran"]["rtengine"] == 1
+
+
+def _nice_of_threads() -> dict[int, int]:
+    """nice value of each thread of this process, from /proc (field 19 of stat)."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(task.name)] = int(fields[16])
+    return out
+
+
+def test_audio_thread_gets_a_larger_cpu_share_without_realtime(server):
+    """jackd --no-realtime gives clients ordinary threads: the engine's audio
+    thread then raises its nice value to -11 (where the user may: root or an
+    RLIMIT_NICE that allows it) and says so in its stats; a plain client's
+    thread stays at nice 0."""
+    import resource
+    before = set(_nice_of_threads())
+    be = JackBackend([("gain", {})], 2, "rtengine", server.name)
+    thru = Peer("thru", None, 2, "plain", server.name)
+    try:
+        be.start()
+        thru.activate()
+        end = time.monotonic() + 10
+        while "no cycle yet" in (be.stats().audio_thread, thru.stats().audio_thread):
+            assert time.monotonic() < end, "the JACK clients' threads did not start"
+            time.sleep(0.01)
+        soft = resource.getrlimit(resource.RLIMIT_NICE)[0]
+        allowed = os.geteuid() == 0 or soft == resource.RLIM_INFINITY or soft >= 20 + 11
+        want = -11 if allowed else 0
+        assert be.stats().audio_thread == f"nice {want} (no real-time scheduling)"
+        assert thru.stats().audio_thread == "nice 0 (no real-time scheduling)"
+        new = {t: n for t, n in _nice_of_threads().items() if t not in before}
+        assert sorted(new.values()).count(want) >= 1, new    # the kernel agrees
+        if allowed:
+            assert sum(n == -11 for n in new.values()) == 1, new   # that thread only
+    finally:
+        thru.close()
+        be.close()

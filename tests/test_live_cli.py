@@ -50,6 +50,7 @@ def test_run_and_status(env):
         text = subprocess.run([sys.executable, "-m", "rtengine", "status"], cwd=ROOT, env=env,
                               capture_output=True, text=True).stdout
         assert "live1" in text and "xruns" in text and "callback median" in text
+        assert f"audio thread {st['audio_thread']}" in text and "nice" in st["audio_thread"]
         out, err = p.communicate(timeout=20)
         assert p.returncode == 0, err
         assert "latency 90 samples" in err and "stopped after" in err

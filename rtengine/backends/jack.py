@@ -114,6 +114,7 @@ class JackStats:
     callback_us_median: float
     callback_us_p99: float
     callback_us_max: float
+    audio_thread: str = ""       # "SCHED_FIFO 5", "nice -11" (no real-time scheduling) ...
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -125,7 +126,17 @@ def _stats(raw, times: np.ndarray) -> JackStats:
                      int(raw.midi_dropped),
                      int(raw.deadline_misses), int(raw.sample_rate), int(raw.period),
                      int(raw.latency), bool(raw.shutdown), float(np.median(t)),
-                     float(np.percentile(t, 99)), float(raw.max_ns) * 1e-3)
+                     float(np.percentile(t, 99)), float(raw.max_ns) * 1e-3,
+                     _thread(int(raw.thread_policy), int(raw.thread_priority)))
+
+
+def _thread(policy: int, priority: int) -> str:
+    """How the client's audio thread is scheduled, as `rtengine status` says it."""
+    if policy < 0:
+        return "no cycle yet"
+    if policy in (1, 2):
+        return f"{'SCHED_FIFO' if policy == 1 else 'SCHED_RR'} {priority}"
+    return f"nice {priority} (no real-time scheduling)"
 
 
 class JackBackend(_MidiIO):

@@ -2,10 +2,14 @@
  * declarations below restate the JACK API's types and entry points. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include "runner.h"
 #include "xfade.h"
 #include "jack.h"
@@ -255,6 +259,31 @@ static void rt_on_shutdown(void *arg)
     __atomic_store_n(&m->s.shutdown, 1, __ATOMIC_RELEASE);
 }
 
+/* Audio thread, first cycle only (a few syscalls, none of which waits):
+ * record the scheduling JACK gave the thread, and without real-time
+ * scheduling ask for a larger CPU share (RT_JACK_NICE, see jack.h).  Done
+ * here, not in a thread-init callback, because libjack calls that in its
+ * other threads of the client too. */
+static void rt_note_thread(rt_meter *m)
+{
+    int policy = sched_getscheduler(0);
+    int32_t prio = 0;
+    if (policy == SCHED_FIFO || policy == SCHED_RR) {
+        struct sched_param sp;
+        if (sched_getparam(0, &sp) == 0) prio = sp.sched_priority;
+    } else {
+        id_t tid = (id_t)syscall(SYS_gettid);
+        int nice_now = getpriority(PRIO_PROCESS, tid);
+        if (m->raise_nice && nice_now > RT_JACK_NICE &&
+            setpriority(PRIO_PROCESS, tid, RT_JACK_NICE) == 0)
+            nice_now = RT_JACK_NICE;
+        prio = nice_now;
+        policy = SCHED_OTHER;
+    }
+    __atomic_store_n(&m->s.thread_priority, prio, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->s.thread_policy, policy, __ATOMIC_RELEASE);
+}
+
 /* Server facts and the notifications every client of ours counts. */
 static void rt_meter_attach(jack_client_t *c, rt_meter *m)
 {
@@ -264,6 +293,7 @@ static void rt_meter_attach(jack_client_t *c, rt_meter *m)
     J.set_buffer_size_callback(c, rt_on_bufsize, m);
     J.set_sample_rate_callback(c, rt_on_rate, m);
     J.on_shutdown(c, rt_on_shutdown, m);
+    m->s.thread_policy = -1;
 }
 
 /* ---- the engine client -------------------------------------------------------- */
@@ -287,6 +317,7 @@ struct rt_jack {
 static int rt_jack_process(jack_nframes_t n, void *arg)
 {
     rt_jack *j = arg;
+    if (j->m.s.thread_policy < 0) rt_note_thread(&j->m);   /* before timing the cycle */
     uint64_t t0 = rt_ns();
     if (rt_xfade_begin(&j->x))            /* a new chain: its latency from now on */
         __atomic_store_n(&j->latency, __atomic_load_n(&j->pending_latency, __ATOMIC_RELAXED),
@@ -394,6 +425,7 @@ rt_jack *rt_jack_open(const char *client_name, const char *server_name, int32_t 
         free(j);
         return NULL;
     }
+    j->m.raise_nice = 1;
     rt_meter_attach(j->client, &j->m);
     J.set_process_callback(j->client, rt_jack_process, j);
     J.set_latency_callback(j->client, rt_jack_latency, j);
@@ -544,6 +576,7 @@ struct rt_peer {
 static int rt_peer_process(jack_nframes_t n, void *arg)
 {
     rt_peer *p = arg;
+    if (p->m.s.thread_policy < 0) rt_note_thread(&p->m);   /* before timing the cycle */
     uint64_t t0 = rt_ns();
     if (p->mode == 3) {
         rt_midi_to_ring(J.port_get_buffer(p->in[0], n), &p->midi_rx, J.last_frame_time(p->client),

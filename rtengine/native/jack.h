@@ -27,7 +27,18 @@ typedef struct rt_jack_stats {
     int32_t running;                /* 1 while a runner is attached */
     uint64_t midi_in;               /* MIDI events passed to the control side */
     uint64_t midi_dropped;          /* too long, or no room in a ring */
+    int32_t thread_policy;          /* audio thread: -1 before the first cycle, 0 SCHED_OTHER,
+                                       1 SCHED_FIFO, 2 SCHED_RR */
+    int32_t thread_priority;        /* its real-time priority, or its nice value under
+                                       SCHED_OTHER (RT_JACK_NICE when raising it was allowed) */
 } rt_jack_stats;
+
+/* Without real-time scheduling (jackd --no-realtime, no rtprio rights) the
+ * engine's audio thread asks for this nice value, as desktop sound servers
+ * do, so ordinary threads of the process (a busy Python thread) do not take
+ * its CPU mid-callback.  Needs CAP_SYS_NICE or an RLIMIT_NICE that allows it;
+ * refused, the thread keeps its nice value. */
+#define RT_JACK_NICE (-11)
 
 typedef struct rt_jack rt_jack;
 

@@ -18,6 +18,7 @@ typedef struct rt_meter {
     rt_jack_stats s;
     float times_us[RT_JACK_TIMES];
     uint32_t head;                      /* next slot; written by the callback only */
+    int32_t raise_nice;                 /* ask for RT_JACK_NICE without real-time scheduling */
 } rt_meter;
 
 static inline void rt_meter_cycle(rt_meter *m, uint64_t t0, uint32_t n)
