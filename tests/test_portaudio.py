@@ -34,6 +34,7 @@ SCRIPT = textwrap.dedent("""
         cycles_after = be.stats().cycles
     print(json.dumps({"devices": [str(d) for d in devs], "bad": bad, "cycles": st.cycles,
                       "rate": st.sample_rate, "median": st.callback_us_median,
+                      "thread": st.audio_thread,
                       "p99": st.callback_us_p99, "xruns": st.xruns, "latency": lat,
                       "fade_s": fade_s, "swapped_latency": swapped_latency,
                       "cycles_after": cycles_after}))
@@ -55,6 +56,8 @@ def test_portaudio_stream_runs_the_chain():
     assert res["rate"] == 48000
     assert res["cycles"] > 0.5 * 1.5 * 48000 / 64          # the C callback ran the runner
     assert 0 < res["median"] <= res["p99"] < 1333
+    # how PortAudio scheduled its callback thread, as read on it (no nice of ours there)
+    assert res["thread"].startswith(("SCHED_FIFO", "SCHED_RR", "nice ")), res["thread"]
     assert res["latency"][1] > 0
     assert 0.19 <= res["fade_s"] < 3.0 and res["swapped_latency"] == 0
     assert res["cycles_after"] > res["cycles"]

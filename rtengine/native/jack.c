@@ -2,14 +2,10 @@
  * declarations below restate the JACK API's types and entry points. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include "runner.h"
 #include "xfade.h"
 #include "jack.h"
@@ -257,31 +253,6 @@ static void rt_on_shutdown(void *arg)
 {
     rt_meter *m = arg;
     __atomic_store_n(&m->s.shutdown, 1, __ATOMIC_RELEASE);
-}
-
-/* Audio thread, first cycle only (a few syscalls, none of which waits):
- * record the scheduling JACK gave the thread, and without real-time
- * scheduling ask for a larger CPU share (RT_JACK_NICE, see jack.h).  Done
- * here, not in a thread-init callback, because libjack calls that in its
- * other threads of the client too. */
-static void rt_note_thread(rt_meter *m)
-{
-    int policy = sched_getscheduler(0);
-    int32_t prio = 0;
-    if (policy == SCHED_FIFO || policy == SCHED_RR) {
-        struct sched_param sp;
-        if (sched_getparam(0, &sp) == 0) prio = sp.sched_priority;
-    } else {
-        id_t tid = (id_t)syscall(SYS_gettid);
-        int nice_now = getpriority(PRIO_PROCESS, tid);
-        if (m->raise_nice && nice_now > RT_JACK_NICE &&
-            setpriority(PRIO_PROCESS, tid, RT_JACK_NICE) == 0)
-            nice_now = RT_JACK_NICE;
-        prio = nice_now;
-        policy = SCHED_OTHER;
-    }
-    __atomic_store_n(&m->s.thread_priority, prio, __ATOMIC_RELAXED);
-    __atomic_store_n(&m->s.thread_policy, policy, __ATOMIC_RELEASE);
 }
 
 /* Server facts and the notifications every client of ours counts. */

@@ -3,8 +3,12 @@
  * callback, read (lossily) by control threads. */
 #ifndef RT_METER_H
 #define RT_METER_H
+#include <sched.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include "jack.h"
 
 static inline uint64_t rt_ns(void)
@@ -20,6 +24,32 @@ typedef struct rt_meter {
     uint32_t head;                      /* next slot; written by the callback only */
     int32_t raise_nice;                 /* ask for RT_JACK_NICE without real-time scheduling */
 } rt_meter;
+
+/* Audio thread, first cycle only (a few syscalls, none of which waits):
+ * record the scheduling the host API gave the thread, and, where raise_nice
+ * is set, without real-time scheduling ask for a larger CPU share
+ * (RT_JACK_NICE, see jack.h).  For JACK this is done here, not in a
+ * thread-init callback, because libjack calls that in its other threads of
+ * the client too. */
+static inline void rt_note_thread(rt_meter *m)
+{
+    int policy = sched_getscheduler(0);
+    int32_t prio = 0;
+    if (policy == SCHED_FIFO || policy == SCHED_RR) {
+        struct sched_param sp;
+        if (sched_getparam(0, &sp) == 0) prio = sp.sched_priority;
+    } else {
+        id_t tid = (id_t)syscall(SYS_gettid);
+        int nice_now = getpriority(PRIO_PROCESS, tid);
+        if (m->raise_nice && nice_now > RT_JACK_NICE &&
+            setpriority(PRIO_PROCESS, tid, RT_JACK_NICE) == 0)
+            nice_now = RT_JACK_NICE;
+        prio = nice_now;
+        policy = SCHED_OTHER;
+    }
+    __atomic_store_n(&m->s.thread_priority, prio, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->s.thread_policy, policy, __ATOMIC_RELEASE);
+}
 
 static inline void rt_meter_cycle(rt_meter *m, uint64_t t0, uint32_t n)
 {

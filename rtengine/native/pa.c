@@ -150,6 +150,7 @@ static int rt_pa_callback(const void *input, void *output, unsigned long n,
 {
     (void)time_info;
     rt_pa *s = user;
+    if (s->m.s.thread_policy < 0) rt_note_thread(&s->m);   /* before timing the callback */
     uint64_t t0 = rt_ns();
     const float *const *in = input;
     float *const *out = output;
@@ -186,6 +187,7 @@ rt_pa *rt_pa_open(int32_t in_dev, int32_t out_dev, int32_t nch, double rate,
     }
     rt_pa *s = calloc(1, sizeof *s);
     if (!s) { snprintf(err, (size_t)errlen, "out of memory"); return NULL; }
+    s->m.s.thread_policy = -1;              /* noted on the first callback */
     s->nch = nch;
     s->has_in = in_dev >= 0;
     s->has_out = out_dev >= 0;
