@@ -20,21 +20,22 @@ Runs in the background with checkpoints and a log, and resumes::
     python -m rtengine.denoise_train export runs/denoise/best.pt rtengine/models/denoise-gru.npz \
         --mix 0.6 0.6
 
-The shipped weights came from three more stages (the model card has the figures): the loss
+The shipped weights came from five more stages (the model card has the figures): the loss
 taken on the gain the plugin applies (``--joint``), with band gains up to 10 so the network
-can undo the statistical stage's suppression, then more low-SNR examples, then more of the
-stationary noises::
+can undo the statistical stage's suppression, then more low-SNR examples, then three rounds
+of more examples of the stationary noises (seeds 13, 21, 23), each from the last weights::
 
     nohup python -m rtengine.denoise_train fit --out runs/joint --minutes 16 --lr 1e-3 \
         --init STAGE1.npz --joint 1.0 0.6 --gain-max 10 > dn.out &
     python -m rtengine.denoise_train data --out runs/denoise --seed 12 --snr -10 5  # adds
     python -m rtengine.denoise_train data --out runs/denoise --seed 13 --snr -10 10 \
         --noises white pink brown hum hvac                                      # adds
+    # then --seed 21 --snr -10 5 and --seed 23 --snr -10 10, the same noises
     python -m rtengine.denoise_train export ... --mix 0.8 0.7   # with the -35 dB default floor
 
 To go on from the shipped weights on another machine (``runs/`` is not kept in git)::
 
-    nohup python -m rtengine.denoise_train fit --out runs/more --minutes 30 --lr 7e-4 \
+    nohup python -m rtengine.denoise_train fit --out runs/more --minutes 30 --lr 3e-4 \
         --init rtengine/models/denoise-gru.npz --joint 1.0 0.6 --gain-max 10 > dn.out &
 """
 from __future__ import annotations
